@@ -1,0 +1,109 @@
+"""Wiring: settings in, an MCPServer with the workflow's tools, resources and prompts out."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from mcp.server.lowlevel.helper_types import ReadResourceContents
+from mcp.server.mcpserver import Context, MCPServer
+from mcp_types import InputRequiredResult
+from pydantic import AnyUrl
+
+from prompts import instruction_texts
+from prompts.register import register_prompts
+from server.settings import Settings
+from server.stores import open_store
+from tools.deps import Deps, Limits
+
+VERSION = "0.1.0"
+INSTRUCTIONS = """\
+imagechat runs ComfyUI's OpenAI Chat workflow: load images, optionally set options, chat with an OpenAI \
+vision model about them, and preview the answer, turn after turn.
+1. load_image(source) with a path, file:// or https URL, data: URL or image://<id>; the images wait for the \
+next turn (attach_file does the same for .txt/.md/.csv/.json/.pdf documents).
+2. set_options(...) for model, instructions or a preset (image-to-prompt, describe, extract-text, compare), \
+detail, limits. Optional.
+3. chat(prompt) sends the prompt with the waiting images and files; the conversation continues from the last \
+turn unless persist_context=false or starting_point is given. dry_run=true shows the request without sending.
+4. preview() shows the last answer again; preview(target='conversation') the whole exchange.
+Every tool takes conversation_id (default 'default') to keep separate conversations apart."""
+
+
+class ImageChatServer(MCPServer[Deps]):
+    """MCPServer whose image resources carry each image's own mime type (a template has only one)."""
+
+    async def read_resource(
+        self, uri: AnyUrl | str, context: Context[Deps, Any] | None = None
+    ) -> Iterable[ReadResourceContents] | InputRequiredResult:
+        result = await super().read_resource(uri, context)
+        if isinstance(result, InputRequiredResult) or not str(uri).startswith("image://"):
+            return result
+        from tools.imaging import sniff_mime
+
+        return [
+            ReadResourceContents(
+                content=item.content,
+                meta=item.meta,
+                mime_type=(sniff_mime(item.content) if isinstance(item.content, bytes) else None) or item.mime_type,
+            )
+            for item in result
+        ]
+
+
+def make_deps(settings: Settings) -> Deps:
+    from server.sources import SourceReader, default_allowed_dirs
+    from server.upstream import OpenAIUpstream
+
+    allowed = settings.allowed_dirs if settings.allowed_dirs else default_allowed_dirs(Path(os.getcwd()))
+    reader = SourceReader(
+        allowed,
+        allow_hidden=settings.allow_hidden,
+        allow_http=settings.allow_http,
+        max_bytes=max(settings.max_image_bytes, settings.max_file_bytes),
+    )
+    limits = Limits(
+        max_image_bytes=settings.max_image_bytes,
+        max_file_bytes=settings.max_file_bytes,
+        max_pixels=settings.max_pixels,
+        max_frames=settings.max_frames,
+        max_prompt_chars=settings.max_prompt_chars,
+    )
+    return Deps(
+        store=open_store(settings),
+        reader=reader,
+        upstream=OpenAIUpstream(settings),
+        default_model=settings.model,
+        presets=instruction_texts(),
+        limits=limits,
+    )
+
+
+def build_server(settings: Settings) -> ImageChatServer:
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[Deps]) -> AsyncIterator[Deps]:
+        deps = make_deps(settings)
+        try:
+            yield deps
+        finally:
+            await deps.upstream.close()
+            await deps.store.close()
+
+    server = ImageChatServer(
+        "imagechat-mcp",
+        title="imagechat: chat with OpenAI vision models about images",
+        instructions=INSTRUCTIONS,
+        version=VERSION,
+        lifespan=lifespan,
+        log_level=settings.log_level,  # type: ignore[arg-type]
+    )
+    from server.mcp_resources import register_resources
+    from server.mcp_tools import register_tools
+
+    register_tools(server)
+    register_resources(server)
+    register_prompts(server)
+    return server

@@ -1,0 +1,475 @@
+"""Fetching an image or document from an https:// URL without opening a door into the local network.
+
+An agent can be talked into fetching `http://169.254.169.254/` (cloud credentials) or an admin page on
+the user's router, so every connection goes through one rule: connect only to public internet addresses.
+
+How the rule is enforced:
+
+- The host is resolved once, by `_VettingBackend.connect_tcp`, the only place a socket is opened.
+  Every address the name resolves to must be public (one private answer refuses the whole name),
+  and the socket connects to one of those vetted addresses, never to the name, so a second DNS
+  answer (DNS rebinding) cannot slip in. The Host header and TLS SNI/certificate check still use the
+  original host name, because httpcore builds them from the URL, not from the socket.
+- Numeric hosts (`2130706433`, `0x7f000001`, `127.1`) are read the way the C resolver reads them
+  (`inet_aton`), IPv6 forms that carry an IPv4 address (mapped, NAT64, 6to4) are judged by that
+  IPv4 address, and `localhost` names are refused by name.
+- Redirects are followed here, one hop at a time, and every hop connects through the same backend,
+  so each new host is vetted again; https -> http downgrades are refused.
+- Environment proxies are ignored (a proxy would resolve the name itself, out of our sight).
+- Size is capped while streaming, time by a connect timeout and a total deadline.
+
+Existing libraries were checked first: `safehttpx` (gradio) and `drawbridge` do this for `httpx`, which
+is not installed here (mcp and openai use `httpx2`); `safehttpx` also resolves names through Google DNS.
+Neither fits, hence this module, built only on httpx2/httpcore2's public API.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+import ssl
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from urllib.parse import urlsplit
+
+import anyio
+import httpcore2
+import httpx2
+
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+"""Resolves (host, port) to IP address strings. Tests inject one to point a name at 127.0.0.1."""
+
+IPAddress = IPv4Address | IPv6Address
+IPNetwork = IPv4Network | IPv6Network
+
+ALLOW_HTTP_SETTING = "IMAGECHAT_ALLOW_HTTP=1 / --allow-http"
+
+_PRIVATE = "a private-network address"
+_DOCS = "a documentation address"
+_V4_RULES: tuple[tuple[IPv4Network, str], ...] = tuple(
+    (IPv4Network(network), why)
+    for network, why in (
+        ("0.0.0.0/8", "an unspecified ('this network') address"),
+        ("10.0.0.0/8", _PRIVATE),
+        ("100.64.0.0/10", "a carrier-grade NAT (shared) address"),
+        ("127.0.0.0/8", "a loopback address (this computer)"),
+        ("169.254.0.0/16", "a link-local address (where cloud metadata services live)"),
+        ("172.16.0.0/12", _PRIVATE),
+        ("192.0.0.0/24", "an IETF protocol address"),
+        ("192.0.2.0/24", _DOCS),
+        ("192.88.99.0/24", "a 6to4 relay address"),
+        ("192.168.0.0/16", _PRIVATE),
+        ("198.18.0.0/15", "a benchmarking address"),
+        ("198.51.100.0/24", _DOCS),
+        ("203.0.113.0/24", _DOCS),
+        ("224.0.0.0/4", "a multicast address"),
+        ("255.255.255.255/32", "the broadcast address"),
+        ("240.0.0.0/4", "a reserved address"),
+    )
+)
+_V6_RULES: tuple[tuple[IPv6Network, str], ...] = tuple(
+    (IPv6Network(network), why)
+    for network, why in (
+        ("::/128", "the unspecified address"),
+        ("::1/128", "a loopback address (this computer)"),
+        ("::/96", "an IPv4-compatible address (deprecated)"),
+        ("64:ff9b:1::/48", "a local NAT64 address"),
+        ("100::/64", "a discard address"),
+        ("2001::/32", "a Teredo tunnel address"),
+        ("2001::/23", "an IETF protocol address"),
+        ("2001:db8::/32", _DOCS),
+        ("3fff::/20", _DOCS),
+        ("5f00::/16", "a segment-routing address"),
+        ("fc00::/7", "a private (unique local) address"),
+        ("fe80::/10", "a link-local address"),
+        ("fec0::/10", "a site-local address"),
+        ("ff00::/8", "a multicast address"),
+    )
+)
+_NAT64 = IPv6Network("64:ff9b::/96")
+_NUMERIC_HOST = re.compile(r"[0-9a-fA-FxX.]+")
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_TIMEOUTS = (httpx2.TimeoutException, httpcore2.TimeoutException)
+# httpcore2 errors reach us unmapped because _PinnedTransport talks to httpcore2 directly.
+_NETWORK_ERRORS = (
+    httpx2.TransportError,
+    httpx2.DecodingError,
+    httpcore2.NetworkError,
+    httpcore2.ProtocolError,
+    httpcore2.UnsupportedProtocol,
+    OSError,
+)
+
+
+class FetchError(Exception):
+    """A download that was refused or failed. `problem` is a verb phrase ("points to 10.0.0.1, ..."),
+    so the caller can put the source's name in front of it; `advice` says what to do instead."""
+
+    def __init__(self, problem: str, advice: str) -> None:
+        super().__init__(f"{problem}. {advice}")
+        self.problem = problem
+        self.advice = advice
+
+
+@dataclass(frozen=True)
+class Fetched:
+    data: bytes
+    media_type: str | None
+    url: str  # after redirects
+
+
+def format_size(size: int) -> str:
+    """1536 -> '1.5 KB'; sizes in messages are for people, not exact."""
+    for unit, scale in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if size >= scale:
+            return f"{size / scale:.1f}".rstrip("0").rstrip(".") + f" {unit}"
+    return f"{size} bytes"
+
+
+def display_url(url: str, limit: int = 200) -> str:
+    """The URL quoted for a message, without user:password and with the query elided (signed URLs
+    carry tokens in it), so that no secret reaches a result or a log."""
+    try:
+        parts = urlsplit(url)
+        host = parts.netloc.rpartition("@")[2]
+        shown = f"{parts.scheme}://{host}{parts.path}" + ("?…" if parts.query else "")
+    except ValueError:
+        shown = url
+    shown = "".join(c if c.isprintable() else "?" for c in shown)
+    return f"'{shown[:limit]}…'" if len(shown) > limit else f"'{shown}'"
+
+
+def literal_ip(host: str) -> IPAddress | None:
+    """The address a host string denotes without DNS, read as the C resolver reads it
+    (`2130706433`, `0x7f000001`, `0177.0.0.1` and `127.1` are all 127.0.0.1), or None for a name."""
+    text = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    text = text.split("%", 1)[0]  # an IPv6 zone ("fe80::1%eth0") does not change the address
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        pass
+    if _NUMERIC_HOST.fullmatch(text) and any(c.isdigit() for c in text):
+        try:
+            return IPv4Address(socket.inet_aton(text))
+        except OSError:
+            return None
+    return None
+
+
+def refusal_reason(ip: IPAddress) -> str | None:
+    """Why `ip` is not a public internet address, or None when it is one."""
+    if isinstance(ip, IPv6Address):
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None:
+            inner = refusal_reason(embedded)
+            return None if inner is None else f"an IPv6 form of {embedded}, {inner}"
+        for network6, why in _V6_RULES:
+            if ip in network6:
+                return why
+    else:
+        for network4, why in _V4_RULES:
+            if ip in network4:
+                return why
+    # Belt and braces: anything the tables missed that Python itself does not call global.
+    if not ip.is_global or ip.is_multicast or ip.is_reserved or ip.is_unspecified:
+        return "not a public internet address"
+    return None
+
+
+def _embedded_ipv4(ip: IPv6Address) -> IPv4Address | None:
+    """The IPv4 address an IPv6 address leads to: ::ffff:a.b.c.d, NAT64 64:ff9b::a.b.c.d, 6to4 2002:..."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip in _NAT64:
+        return IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip.sixtofour
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+class _VettingBackend(httpcore2.AsyncNetworkBackend):
+    """Opens every connection: resolves the host once, vets all its addresses, connects to a vetted one."""
+
+    def __init__(self, vet: Callable[[str, int], Awaitable[list[str]]]) -> None:
+        self._vet = vet
+        self._inner = httpcore2.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore2 calls us with it)
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore2.SOCKET_OPTION] | None = None,
+    ) -> httpcore2.AsyncNetworkStream:
+        try:
+            with anyio.fail_after(timeout):
+                failure: Exception = httpcore2.ConnectError(f"no address to connect to for {host}")
+                for address in await self._vet(host, port):
+                    try:
+                        return await self._inner.connect_tcp(
+                            address, port, local_address=local_address, socket_options=socket_options
+                        )
+                    except httpcore2.ConnectError as exc:
+                        failure = exc
+                raise failure
+        except TimeoutError as exc:
+            raise httpcore2.ConnectTimeout(f"connecting took longer than {timeout:g} s") from exc
+
+    async def sleep(self, seconds: float) -> None:
+        await anyio.sleep(seconds)
+
+
+class _Body(httpx2.AsyncByteStream):
+    def __init__(self, stream: AsyncIterable[bytes]) -> None:
+        self._stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for part in self._stream:
+            yield part
+
+    async def aclose(self) -> None:
+        close = getattr(self._stream, "aclose", None)
+        if close is not None:
+            await close()
+
+
+class _PinnedTransport(httpx2.AsyncBaseTransport):
+    """An httpx2 transport over an httpcore2 pool whose only way out is _VettingBackend.
+    (httpx2.AsyncHTTPTransport builds its own pool and cannot be given a network backend.)"""
+
+    def __init__(self, backend: httpcore2.AsyncNetworkBackend, ssl_context: ssl.SSLContext) -> None:
+        self._pool = httpcore2.AsyncConnectionPool(
+            ssl_context=ssl_context, network_backend=backend, max_connections=4, http1=True, http2=False
+        )
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        assert isinstance(request.stream, httpx2.AsyncByteStream)
+        core_request = httpcore2.Request(
+            method=request.method,
+            url=httpcore2.URL(
+                scheme=request.url.raw_scheme,
+                host=request.url.raw_host,
+                port=request.url.port,
+                target=request.url.raw_path,
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        response = await self._pool.handle_async_request(core_request)
+        assert isinstance(response.stream, AsyncIterable)
+        return httpx2.Response(
+            status_code=response.status,
+            headers=response.headers,
+            stream=_Body(response.stream),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
+
+
+class Fetcher:
+    """Downloads one URL at a time under the rules in the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        allow_http: bool,
+        connect_timeout: float,
+        total_timeout: float,
+        max_redirects: int,
+        user_agent: str,
+        resolver: Resolver | None = None,
+        trusted_networks: Sequence[str] = (),
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._allow_http = allow_http
+        self._connect_timeout = connect_timeout
+        self._total_timeout = total_timeout
+        self._max_redirects = max_redirects
+        self._user_agent = user_agent
+        self._resolver = resolver or system_resolver
+        # Test-only exemptions (a local server on 127.0.0.1); never reachable from configuration.
+        self._trusted: tuple[IPNetwork, ...] = tuple(ipaddress.ip_network(n) for n in trusted_networks)
+        self._ssl_context = ssl_context
+
+    async def fetch(self, url: str, max_bytes: int) -> Fetched:
+        try:
+            with anyio.fail_after(self._total_timeout):
+                return await self._fetch(url, max_bytes)
+        except (TimeoutError, *_TIMEOUTS):
+            raise FetchError(
+                f"did not finish downloading within {self._total_timeout:g} s",
+                "The server is slow or not answering: try again later, or download the file yourself and give its path",
+            ) from None
+
+    async def _fetch(self, url: str, max_bytes: int) -> Fetched:
+        current = _parse_url(url)
+        if self._ssl_context is None:
+            self._ssl_context = httpcore2.default_ssl_context()
+        client = httpx2.AsyncClient(
+            transport=_PinnedTransport(_VettingBackend(self._vet), self._ssl_context),
+            trust_env=False,  # no proxies and no .netrc credentials from the environment
+            follow_redirects=False,
+            timeout=httpx2.Timeout(self._total_timeout, connect=self._connect_timeout),
+            headers={"User-Agent": self._user_agent, "Accept": "*/*", "Accept-Encoding": "identity"},
+        )
+        async with client:
+            for hop in range(self._max_redirects + 1):
+                try:
+                    result = await self._get(client, current, max_bytes)
+                except FetchError as exc:
+                    if hop == 0:
+                        raise
+                    raise FetchError(
+                        f"was redirected to {display_url(str(current))}, which {exc.problem}", exc.advice
+                    ) from None
+                if isinstance(result, Fetched):
+                    return result
+                if current.scheme == "https" and result.scheme == "http":
+                    raise FetchError(
+                        f"redirected from https to plain http ({display_url(str(result))})",
+                        "Plain http can be read and changed in transit, so the download was stopped. "
+                        "Use a URL that stays on https://",
+                    )
+                current = result
+        raise FetchError(
+            f"redirected more than {self._max_redirects} times",
+            "Give the final URL of the file instead of one that keeps redirecting",
+        )
+
+    async def _get(self, client: httpx2.AsyncClient, url: httpx2.URL, max_bytes: int) -> Fetched | httpx2.URL:
+        """One request: the body, or where the server redirects to."""
+        self._check_scheme(url)
+        try:
+            async with client.stream("GET", url) as response:
+                if response.status_code in _REDIRECTS:
+                    location = response.headers.get("location")
+                    if not location:
+                        raise FetchError(
+                            f"answered HTTP {response.status_code} (a redirect) without saying where to",
+                            "Give the final URL of the file",
+                        )
+                    return _join(url, location)
+                _check_status(response)
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > max_bytes:
+                    raise _too_large(int(declared), max_bytes)
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > max_bytes:
+                        raise _too_large(None, max_bytes)
+                media_type = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+                return Fetched(bytes(body), media_type or None, str(url))
+        except _TIMEOUTS:
+            raise
+        except _NETWORK_ERRORS as exc:
+            raise FetchError(
+                f"could not be downloaded ({type(exc).__name__}: {_first_line(exc)})",
+                "Check that the URL is right and the server is up, or download the file yourself and give its path",
+            ) from None
+
+    def _check_scheme(self, url: httpx2.URL) -> None:
+        if url.scheme == "https" or (url.scheme == "http" and self._allow_http):
+            if not url.raw_host:
+                raise FetchError("has no host name", "Give a full URL such as https://example.com/cat.png")
+            return
+        if url.scheme == "http":
+            raise FetchError(
+                "is a plain http:// URL",
+                "Plain http can be read and changed in transit. Use the https:// address, or start the "
+                f"server with {ALLOW_HTTP_SETTING} to allow plain http",
+            )
+        raise FetchError(
+            f"uses the unsupported '{url.scheme}:' scheme",
+            "Only https:// URLs (and http:// when allowed) are downloaded",
+        )
+
+    async def _vet(self, host: str, port: int) -> list[str]:
+        """All addresses `host` stands for, each one public (or test-trusted); else FetchError."""
+        literal = literal_ip(host)
+        if literal is not None:
+            addresses: list[IPAddress] = [literal]
+        elif host.lower().rstrip(".") == "localhost" or host.lower().rstrip(".").endswith(".localhost"):
+            raise FetchError("points to this computer (localhost)", _PUBLIC_ONLY)
+        else:
+            addresses = await self._resolve(host, port)
+        for ip in addresses:
+            if any(ip.version == net.version and ip in net for net in self._trusted):
+                continue
+            reason = refusal_reason(ip)
+            if reason is not None:
+                via = "" if literal is not None else f" ({host} resolves to it)"
+                raise FetchError(f"points to {ip}{via}, {reason}", _PUBLIC_ONLY)
+        return list(dict.fromkeys(str(ip) for ip in addresses))
+
+    async def _resolve(self, host: str, port: int) -> list[IPAddress]:
+        try:
+            answers = await self._resolver(host, port)
+        except (OSError, UnicodeError):
+            answers = []
+        addresses: list[IPAddress] = []
+        for answer in answers:
+            try:
+                addresses.append(ipaddress.ip_address(answer.split("%", 1)[0]))
+            except ValueError:
+                raise FetchError(f"resolves to {answer!r}, which is not an IP address", _PUBLIC_ONLY) from None
+        if not addresses:
+            raise FetchError(f"names a host ({host}) that could not be found", "Check the URL for typos")
+        return addresses
+
+
+_PUBLIC_ONLY = (
+    "Only public internet addresses are downloaded, so that a URL cannot reach this computer or its "
+    "local network. If the file is yours, save it into an allowed folder and give its path"
+)
+
+
+def _parse_url(url: str) -> httpx2.URL:
+    try:
+        return httpx2.URL(url)
+    except (httpx2.InvalidURL, ValueError, TypeError) as exc:
+        raise FetchError(f"is not a valid URL ({_first_line(exc)})", "Check the URL") from None
+
+
+def _join(base: httpx2.URL, location: str) -> httpx2.URL:
+    try:
+        return base.join(location)
+    except (httpx2.InvalidURL, ValueError, TypeError) as exc:
+        raise FetchError(f"redirected to an invalid URL ({_first_line(exc)})", "Give the file's final URL") from None
+
+
+def _check_status(response: httpx2.Response) -> None:
+    code = response.status_code
+    if 200 <= code < 300:
+        return
+    if code in (401, 403, 407):
+        advice = "The server wants a login or refuses access: download the file yourself and give its path"
+    elif code == 404 or code == 410:
+        advice = "Check the URL; the file is not (or no longer) there"
+    elif code == 429 or code >= 500:
+        advice = "The server is busy or failing: try again later"
+    else:
+        advice = "Check the URL, or download the file yourself and give its path"
+    raise FetchError(f"answered HTTP {code} {response.reason_phrase}".rstrip(), advice)
+
+
+def _too_large(size: int | None, limit: int) -> FetchError:
+    what = f"is {format_size(size)}, over" if size is not None else "is larger than"
+    return FetchError(
+        f"{what} the {format_size(limit)} limit (download stopped)",
+        "Use a smaller or more compressed copy of the file",
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else "no details"

@@ -1,0 +1,230 @@
+"""Every setting in one table: an environment variable, a CLI flag and a default for each.
+
+The README's settings table is generated from `SPECS` (`imagechat-mcp settings --markdown`), and a test
+keeps the two in step, so the documentation cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    help: str
+    default: Any
+    parse: Callable[[str], Any] = str
+    choices: tuple[str, ...] | None = None
+    many: bool = False
+    env: str | None = None  # defaults to IMAGECHAT_<NAME>
+    flag: str | None = None  # defaults to --<name-with-dashes>
+
+    @property
+    def env_name(self) -> str:
+        return self.env or f"IMAGECHAT_{self.name.upper()}"
+
+    @property
+    def flag_name(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _dirs(text: str) -> list[str]:
+    return [part for part in text.split(os.pathsep) if part.strip()]
+
+
+SPECS: tuple[Spec, ...] = (
+    Spec(
+        "transport",
+        "How clients connect: stdio (Claude Desktop, IDEs) or streamable-http.",
+        "stdio",
+        choices=("stdio", "streamable-http"),
+    ),
+    Spec("host", "Address to bind for streamable-http.", "127.0.0.1"),
+    Spec("port", "Port for streamable-http.", 8000, int),
+    Spec("model", "Default model for new conversations.", "gpt-4.1-mini"),
+    Spec(
+        "api",
+        "Upstream API: responses, chat (Chat Completions), or auto (Responses, falling back to "
+        "Chat Completions when the server lacks it).",
+        "auto",
+        choices=("auto", "responses", "chat"),
+    ),
+    Spec(
+        "base_url",
+        "OpenAI-compatible endpoint, e.g. http://localhost:11434/v1 for Ollama. Read by the openai SDK.",
+        None,
+        env="OPENAI_BASE_URL",
+    ),
+    Spec(
+        "store",
+        "Where conversations and images live: sqlite (survives restarts) or memory.",
+        "sqlite",
+        choices=("sqlite", "memory"),
+    ),
+    Spec(
+        "state_dir",
+        "Folder for the SQLite database. Default: the platform's user state folder "
+        "(~/.local/state/imagechat-mcp, ~/Library/Application Support/imagechat-mcp, "
+        "%LOCALAPPDATA%\\imagechat-mcp).",
+        None,
+    ),
+    Spec(
+        "allowed_dirs",
+        "Folders local files may be read from (repeat the flag; os.pathsep-separated in the "
+        "variable). Default: Desktop, Downloads, Pictures and the working folder (unless it is / or home).",
+        None,
+        _dirs,
+        many=True,
+        flag="--allowed-dir",
+    ),
+    Spec(
+        "allow_hidden",
+        "Allow hidden files and folders (.ssh, .env, ...) inside the allowed folders.",
+        False,
+        _bool,
+    ),
+    Spec(
+        "allow_http",
+        "Allow plain http:// image URLs (https:// is always allowed to public hosts).",
+        False,
+        _bool,
+    ),
+    Spec(
+        "input_dir",
+        "Folder where workflow LoadImage/OpenAIInputFiles names are looked up, like ComfyUI's "
+        "input folder. Default: the first allowed folder.",
+        None,
+    ),
+    Spec("max_image_bytes", "Largest image file accepted, in bytes.", 50 * 1024 * 1024, int),
+    Spec("max_file_bytes", "Largest document accepted by attach_file, in bytes.", 32 * 1024 * 1024, int),
+    Spec(
+        "max_pixels",
+        "Largest image accepted, in pixels (width x height), checked before decoding.",
+        100_000_000,
+        int,
+    ),
+    Spec("max_frames", 'Most frames taken from one animation with frames="all" (sampled evenly).', 16, int),
+    Spec("max_prompt_chars", "Longest prompt or instructions accepted, in characters.", 100_000, int),
+    Spec("timeout", "Upstream request timeout, in seconds.", 600.0, float),
+    Spec("max_retries", "Upstream retries on 408/409/429/5xx and connection errors.", 2, int),
+    Spec(
+        "log_level",
+        "Logging level (logs go to stderr).",
+        "WARNING",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    transport: str = "stdio"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    model: str = "gpt-4.1-mini"
+    api: str = "auto"
+    base_url: str | None = None
+    store: str = "sqlite"
+    state_dir: Path | None = None
+    allowed_dirs: list[Path] | None = None
+    allow_hidden: bool = False
+    allow_http: bool = False
+    input_dir: Path | None = None
+    max_image_bytes: int = 50 * 1024 * 1024
+    max_file_bytes: int = 32 * 1024 * 1024
+    max_pixels: int = 100_000_000
+    max_frames: int = 16
+    max_prompt_chars: int = 100_000
+    timeout: float = 600.0
+    max_retries: int = 2
+    log_level: str = "WARNING"
+    api_key: str | None = field(default=None, repr=False)
+
+    def resolved_state_dir(self) -> Path:
+        if self.state_dir is not None:
+            return self.state_dir
+        from platformdirs import user_state_dir
+
+        return Path(user_state_dir("imagechat-mcp", appauthor=False))
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    for spec in SPECS:
+        kwargs: dict[str, Any] = {
+            "dest": spec.name,
+            "default": None,
+            "help": f"{spec.help} [{spec.env_name}]",
+        }
+        if spec.parse is _bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif spec.many:
+            kwargs["action"] = "append"
+        else:
+            kwargs["type"] = spec.parse
+            if spec.choices:
+                kwargs["choices"] = spec.choices
+        parser.add_argument(spec.flag_name, **kwargs)
+
+
+def resolve(args: argparse.Namespace | None, environ: Mapping[str, str]) -> Settings:
+    """Flags win over environment variables, which win over defaults."""
+    values: dict[str, Any] = {}
+    for spec in SPECS:
+        flag_value = getattr(args, spec.name, None) if args is not None else None
+        if flag_value is not None:
+            value = flag_value
+        elif environ.get(spec.env_name, "").strip():
+            raw = environ[spec.env_name]
+            try:
+                value = spec.parse(raw)
+            except ValueError as exc:
+                raise SettingsError(f"{spec.env_name}={raw!r} is not valid: {exc}") from exc
+            if spec.choices and value not in spec.choices:
+                raise SettingsError(f"{spec.env_name} must be one of {', '.join(spec.choices)}, not {raw!r}")
+        else:
+            continue
+        if spec.name in {"state_dir", "input_dir"}:
+            value = Path(value).expanduser()
+        elif spec.name == "allowed_dirs":
+            value = [Path(item).expanduser() for item in value]
+        values[spec.name] = value
+    values["api_key"] = environ.get("OPENAI_API_KEY") or None
+    return Settings(**values)
+
+
+def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    parser = argparse.ArgumentParser(prog="imagechat-mcp")
+    add_arguments(parser)
+    return resolve(parser.parse_args(argv), os.environ if environ is None else environ)
+
+
+def markdown_table() -> str:
+    rows = ["| setting | environment variable | flag | default | what it does |", "|---|---|---|---|---|"]
+    for spec in SPECS:
+        default = "" if spec.default is None else f"`{spec.default}`"
+        choices = f" One of: {', '.join(spec.choices)}." if spec.choices else ""
+        rows.append(f"| {spec.name} | `{spec.env_name}` | `{spec.flag_name}` | {default} | {spec.help}{choices} |")
+    rows.append(
+        "| api key | `OPENAI_API_KEY` | (environment only) | | The key sent upstream. Any non-empty "
+        "value works for local servers; never accepted as a flag or tool argument. |"
+    )
+    return "\n".join(rows)

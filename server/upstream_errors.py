@@ -1,0 +1,77 @@
+"""Upstream failures as messages a user can act on. Never includes the key or request headers."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+SECRET = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+[A-Za-z0-9._\-]+)")
+
+
+def scrub(text: str) -> str:
+    return SECRET.sub("[redacted]", text)
+
+
+def upstream_message(exc: Exception) -> str:
+    """The upstream's own words: the SDK keeps the JSON `error` object as `body`."""
+    body: Any = getattr(exc, "body", None)
+    if isinstance(body, dict) and body.get("message"):
+        return scrub(str(body["message"]))
+    if isinstance(body, str) and body.strip():
+        return scrub(body.strip()[:500])
+    return scrub(str(getattr(exc, "message", "") or exc))
+
+
+def explain(exc: Exception, *, base_url: str, model: str) -> str:
+    import openai
+
+    detail = upstream_message(exc)
+    code = getattr(exc, "code", None)
+    if isinstance(exc, openai.APITimeoutError):
+        return (
+            f"The upstream at {base_url} did not answer in time. Try again, raise IMAGECHAT_TIMEOUT, or check "
+            "that the server is up."
+        )
+    if isinstance(exc, openai.APIConnectionError):
+        return (
+            f"Could not reach the upstream at {base_url}. Check OPENAI_BASE_URL and that the server is running "
+            "and reachable."
+        )
+    if code == "model_not_found" or (isinstance(exc, openai.NotFoundError) and "model" in detail.lower()):
+        return (
+            f"The upstream does not serve model {model!r}. Choose another with set_options(model=...) "
+            f"(the models resource lists what it serves). Upstream said: {detail}"
+        )
+    if isinstance(exc, openai.AuthenticationError):
+        return (
+            "The upstream rejected the API key (401). Set a valid OPENAI_API_KEY in the server's environment "
+            f"and restart it. Upstream said: {detail}"
+        )
+    if isinstance(exc, openai.PermissionDeniedError):
+        return f"The API key may not use this model or endpoint (403). Upstream said: {detail}"
+    if isinstance(exc, openai.RateLimitError):
+        if code == "insufficient_quota":
+            return (
+                "The account behind OPENAI_API_KEY is out of quota or credit. Check billing, then try again. "
+                f"Upstream said: {detail}"
+            )
+        retry_after = exc.response.headers.get("retry-after") if exc.response is not None else None
+        wait = f" The upstream asked to wait {retry_after} s." if retry_after else ""
+        return f"Rate limited by the upstream, even after retries.{wait} Wait and try again. Upstream said: {detail}"
+    if isinstance(exc, openai.NotFoundError):
+        return f"The upstream at {base_url} answered 404: {detail}. Check OPENAI_BASE_URL."
+    if isinstance(exc, openai.BadRequestError):
+        if code == "context_length_exceeded" or ("context" in detail.lower() and "length" in detail.lower()):
+            return (
+                "The conversation is too long for the model's context window. Start from an earlier turn with "
+                "starting_point=<n> or 'start', or use set_options(truncation='auto'). "
+                f"Upstream said: {detail}"
+            )
+        if code in ("content_policy_violation", "content_filter") or "safety" in detail.lower():
+            return f"The upstream refused the request under its content policy. Upstream said: {detail}"
+        return f"The upstream refused the request (400): {detail}"
+    if isinstance(exc, openai.InternalServerError):
+        return f"The upstream failed ({getattr(exc, 'status_code', 500)}), even after retries. Try again later."
+    if isinstance(exc, openai.APIStatusError):
+        return f"The upstream answered {exc.status_code}: {detail}"
+    return f"The upstream call failed: {scrub(type(exc).__name__)}: {scrub(str(exc))}"

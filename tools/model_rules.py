@@ -1,0 +1,98 @@
+"""Which options each model family takes, so a bad combination is refused before it costs a call.
+
+OpenAI's reasoning models (o-series, gpt-5) reject temperature and top_p, and each generation accepts
+its own reasoning-effort levels; the classic chat models reject reasoning settings. A model the table
+does not know is passed through untouched: an OpenAI-compatible server decides for itself.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from tools.image_sizing import supported_details
+from tools.models import Options
+
+
+@dataclass(frozen=True)
+class ModelRules:
+    family: str
+    efforts: tuple[str, ...] | None  # None: no reasoning_effort at all
+    sampling: bool  # temperature / top_p
+    vision: bool = True
+
+
+_O_SERIES = ("low", "medium", "high")
+# Ordered: the first pattern that matches the model name (dated snapshots included) wins.
+RULES: tuple[tuple[str, ModelRules], ...] = (
+    (r"o1-mini|o3-mini", ModelRules("o-series", _O_SERIES, sampling=False, vision=False)),
+    (r"o\d(-pro|-mini|-deep-research)?", ModelRules("o-series", _O_SERIES, sampling=False)),
+    (r"gpt-5(\.\d+)?-chat(-latest)?", ModelRules("gpt-5-chat", None, sampling=True)),
+    (r"gpt-5(\.\d+)?-pro", ModelRules("gpt-5-pro", ("high",), sampling=False)),
+    (r"gpt-5(-mini|-nano)?", ModelRules("gpt-5", ("minimal", "low", "medium", "high"), sampling=False)),
+    (
+        r"gpt-5\.1(-mini|-nano|-codex.*)?",
+        ModelRules("gpt-5.1", ("none", "low", "medium", "high"), sampling=False),
+    ),
+    (
+        r"gpt-5\.\d+(-mini|-nano)?",
+        ModelRules("gpt-5.2+", ("none", "low", "medium", "high", "xhigh"), sampling=False),
+    ),
+    (r"gpt-4o(-mini)?|chatgpt-4o(-latest)?", ModelRules("gpt-4o", None, sampling=True)),
+    (r"gpt-4\.1(-mini|-nano)?", ModelRules("gpt-4.1", None, sampling=True)),
+    (r"gpt-4\.5(-preview)?|gpt-4-turbo|gpt-4", ModelRules("gpt-4", None, sampling=True)),
+)
+_SNAPSHOT = r"(-\d{4}-\d{2}-\d{2}|-preview|-latest)?"
+
+
+def rules_for(model: str) -> ModelRules | None:
+    name = model.strip().lower().removeprefix("openai/")
+    for pattern, rules in RULES:
+        if re.fullmatch(pattern + _SNAPSHOT, name):
+            return rules
+    return None
+
+
+def refusals(model: str, options: Options) -> list[str]:
+    """What in `options` the model will not take, each as a sentence naming what it does take."""
+    problems: list[str] = []
+    details = supported_details(model)
+    if options.detail not in details:
+        problems.append(f"{model} takes detail {', '.join(details)}, not {options.detail!r}.")
+    rules = rules_for(model)
+    if rules is None:
+        return problems
+    if options.reasoning_effort is not None:
+        if rules.efforts is None:
+            problems.append(f"{model} does not take reasoning_effort (it is not a reasoning model).")
+        elif options.reasoning_effort not in rules.efforts:
+            problems.append(
+                f"{model} takes reasoning_effort {', '.join(rules.efforts)}, not {options.reasoning_effort!r}."
+            )
+    if not rules.sampling:
+        for name in ("temperature", "top_p"):
+            if getattr(options, name) is not None:
+                problems.append(f"{model} is a reasoning model and does not take {name}; use reasoning_effort instead.")
+    return problems
+
+
+def drop_unsupported(model: str, options: Options) -> tuple[Options, list[str]]:
+    """Options with what `model` cannot take removed, and a note for each removal."""
+    changes: dict[str, object] = {}
+    notes: list[str] = []
+    if options.detail not in supported_details(model):
+        changes["detail"] = "auto"
+        notes.append(f"detail {options.detail!r} replaced by 'auto': {model} does not take it.")
+    rules = rules_for(model)
+    if rules is None:
+        return options.model_copy(update=changes), notes
+    effort = options.reasoning_effort
+    if effort is not None and (rules.efforts is None or effort not in rules.efforts):
+        changes["reasoning_effort"] = None
+        notes.append(f"reasoning_effort {effort!r} dropped: {model} does not take it.")
+    if not rules.sampling:
+        for name in ("temperature", "top_p"):
+            if getattr(options, name) is not None:
+                changes[name] = None
+                notes.append(f"{name} dropped: {model} does not take it.")
+    return options.model_copy(update=changes), notes

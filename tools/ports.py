@@ -1,0 +1,124 @@
+"""What the workflow steps need from the world, as small protocols that `server/` implements."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from tools.models import Conversation, Detail, FileRecord, ImageRecord, Options, Usage
+
+
+class Store(Protocol):
+    """Conversations as whole documents, images and files by content id, prepared variants by key."""
+
+    async def get_conversation(self, conversation_id: str) -> Conversation | None: ...
+    async def put_conversation(self, conversation: Conversation) -> None: ...
+    async def list_conversations(self) -> list[str]: ...
+    async def put_image(self, record: ImageRecord, data: bytes) -> None: ...
+    async def get_image(self, image_id: str) -> tuple[ImageRecord, bytes] | None: ...
+    async def get_image_record(self, image_id: str) -> ImageRecord | None: ...
+    async def put_file(self, record: FileRecord, data: bytes) -> None: ...
+    async def get_file(self, file_id: str) -> tuple[FileRecord, bytes] | None: ...
+    async def get_variant(self, key: str) -> tuple[str, bytes] | None: ...
+    async def put_variant(self, key: str, mime: str, data: bytes) -> None: ...
+    def lock(self, conversation_id: str) -> AbstractAsyncContextManager[None]:
+        """Serialise the changes to one conversation (across replicas, for a shared store)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class SourceBytes(Protocol):
+    """What a source held: its bytes, a display name, and the media type the source declared, if any."""
+
+    @property
+    def data(self) -> bytes: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def origin(self) -> str: ...
+    @property
+    def media_type(self) -> str | None: ...
+
+
+class SourceReader(Protocol):
+    """Reads a path or URL an agent named, within the configured limits; raises ToolError otherwise."""
+
+    async def read(self, source: str, *, max_bytes: int | None = None, kind: str = "image") -> SourceBytes: ...
+
+
+@dataclass(frozen=True)
+class TextPart:
+    text: str
+    type: Literal["text"] = "text"
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    image_id: str
+    mime: str
+    data: bytes
+    detail: Detail
+    width: int
+    height: int
+    tokens: int
+    type: Literal["image"] = "image"
+
+
+@dataclass(frozen=True)
+class FilePart:
+    file_id: str
+    name: str
+    mime: str
+    data: bytes
+    type: Literal["file"] = "file"
+
+
+Part = TextPart | ImagePart | FilePart
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Literal["user", "assistant"]
+    parts: list[Part]
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One upstream call, independent of which API carries it."""
+
+    options: Options
+    messages: list[Message]
+    previous_response_id: str | None = None
+
+
+@dataclass
+class ChatReply:
+    text: str
+    status: str
+    model: str
+    response_id: str | None
+    usage: Usage | None
+    api: str
+    stored: bool
+    incomplete_reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ContextLost(Exception):
+    """The upstream no longer has the previous response: replay the recorded turns instead."""
+
+
+OnText = Callable[[str], Awaitable[None]]
+
+
+class Upstream(Protocol):
+    def render(self, request: ChatRequest) -> dict[str, Any]:
+        """The request exactly as it would be sent, as (endpoint, body) in a dict."""
+        ...
+
+    async def send(self, request: ChatRequest, on_text: OnText | None = None) -> ChatReply: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,173 @@
+"""Assembling one upstream request from a conversation: history, prepared images, documents.
+
+Pure assembly plus the image cache; nothing here talks to the upstream.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+from typing import Any
+
+import anyio
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import BaseModel, Field
+
+from tools import imaging
+from tools.deps import Deps
+from tools.load_image import IMAGE_SCHEME
+from tools.models import Conversation, Detail, Options, Turn
+from tools.ports import ChatRequest, FilePart, ImagePart, Message, Part, TextPart
+
+
+class ImageEstimate(BaseModel):
+    image_id: str
+    detail: Detail
+    width: int = Field(description="Width as sent, after preparing for the model.")
+    height: int
+    tokens: int
+    bytes: int
+
+
+class TokenEstimate(BaseModel):
+    text: int
+    images: list[ImageEstimate]
+    total: int
+    note: str = (
+        "Text is estimated at 4 characters a token; images by OpenAI's published rules for the "
+        "model family. History replayed or chained upstream counts too."
+    )
+
+
+def text_tokens(text: str) -> int:
+    return math.ceil(len(text) / 4)
+
+
+def image_ref(ref: str) -> str:
+    return ref[len(IMAGE_SCHEME) :] if ref.startswith(IMAGE_SCHEME) else ref
+
+
+async def prepared_image(deps: Deps, image_id: str, options: Options) -> ImagePart:
+    """The image as the model will see it, prepared once per (image, size) and cached in the store."""
+    found = await deps.store.get_image(image_id)
+    if found is None:
+        raise ToolError(
+            f"No image with id {image_id!r} is loaded. Call load_image first; its result gives the image_id."
+        )
+    record, data = found
+    detail = options.detail
+    try:
+        width, height = imaging.target_size(record.width, record.height, detail=detail, model=options.model)
+    except imaging.DetailNotSupported as exc:
+        raise ToolError(f"{exc} Change it with set_options(detail=...).") from None
+    tokens = imaging.image_tokens(record.width, record.height, detail=detail, model=options.model)
+    key = f"{image_id}/{width}x{height}"
+    cached = await deps.store.get_variant(key)
+    if cached is not None:
+        mime, blob = cached
+        return ImagePart(image_id, mime, blob, detail, width, height, tokens)
+    prepared = await anyio.to_thread.run_sync(
+        functools.partial(imaging.prepare, data, detail=detail, model=options.model, max_pixels=deps.limits.max_pixels),
+        limiter=deps.image_workers,
+    )
+    await deps.store.put_variant(key, prepared.mime, prepared.data)
+    return ImagePart(image_id, prepared.mime, prepared.data, detail, prepared.width, prepared.height, prepared.tokens)
+
+
+async def file_part(deps: Deps, file_id: str) -> FilePart:
+    found = await deps.store.get_file(file_id)
+    if found is None:
+        raise ToolError(
+            f"No file with id {file_id!r} is attached. Call attach_file first; its result gives the file_id."
+        )
+    record, data = found
+    return FilePart(record.file_id, record.name, record.mime, data)
+
+
+async def user_message(deps: Deps, options: Options, prompt: str, images: list[str], files: list[str]) -> Message:
+    """The seed's order: the text, then the images, then the files."""
+    parts: list[Part] = [TextPart(prompt)]
+    prepared: dict[int, ImagePart] = {}
+
+    async def prepare(index: int, image_id: str) -> None:
+        prepared[index] = await prepared_image(deps, image_id, options)
+
+    try:
+        # Batches are prepared concurrently; the limiter in Deps bounds the CPU work.
+        async with anyio.create_task_group() as group:
+            for index, image_id in enumerate(images):
+                group.start_soon(prepare, index, image_id)
+    except BaseExceptionGroup as group:
+        # Report the first image that failed as a plain error, as if they had been prepared one by one.
+        raise group.exceptions[0] from None
+    parts.extend(prepared[index] for index in range(len(images)))
+    for file_id in files:
+        parts.append(await file_part(deps, file_id))
+    return Message("user", parts)
+
+
+def chain_from(history: list[Turn]) -> str | None:
+    """The response id to continue from, when the upstream stored the last turn's response."""
+    if history and history[-1].stored and history[-1].response_id and history[-1].status == "completed":
+        return history[-1].response_id
+    return None
+
+
+async def build_request(
+    deps: Deps,
+    conversation: Conversation,
+    options: Options,
+    *,
+    prompt: str,
+    images: list[str],
+    files: list[str],
+    parent: int | None,
+    replay: bool = False,
+) -> ChatRequest:
+    history = conversation.history(parent)
+    previous = None if replay else chain_from(history)
+    messages: list[Message] = []
+    if previous is None:
+        for turn in history:
+            messages.append(await user_message(deps, options, turn.prompt, turn.images, turn.files))
+            messages.append(Message("assistant", [TextPart(turn.output)]))
+    messages.append(await user_message(deps, options, prompt, images, files))
+    return ChatRequest(options=options, messages=messages, previous_response_id=previous)
+
+
+def estimate(request: ChatRequest) -> TokenEstimate:
+    text = text_tokens(request.options.instructions or "")
+    images: list[ImageEstimate] = []
+    for message in request.messages:
+        for part in message.parts:
+            if isinstance(part, TextPart):
+                text += text_tokens(part.text)
+            elif isinstance(part, ImagePart):
+                images.append(
+                    ImageEstimate(
+                        image_id=part.image_id,
+                        detail=part.detail,
+                        width=part.width,
+                        height=part.height,
+                        tokens=part.tokens,
+                        bytes=len(part.data),
+                    )
+                )
+            else:
+                text += text_tokens(part.data.decode("utf-8", "replace")) if part.mime != "application/pdf" else 0
+    return TokenEstimate(text=text, images=images, total=text + sum(image.tokens for image in images))
+
+
+def abbreviate(value: Any) -> Any:
+    """The request with every data URL cut to its type, size and a hash, for dry runs and logs."""
+    if isinstance(value, dict):
+        return {key: abbreviate(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [abbreviate(item) for item in value]
+    if isinstance(value, str) and value.startswith("data:") and len(value) > 80:
+        head, _, payload = value.partition(",")
+        digest = hashlib.sha256(payload.encode()).hexdigest()[:12]
+        size = len(payload) * 3 // 4
+        return f"{head},<{size} bytes, sha256 {digest}>"
+    return value
