@@ -79,6 +79,7 @@ def make_deps(settings: Settings) -> Deps:
         default_model=settings.model,
         presets=instruction_texts(),
         limits=limits,
+        input_dir=settings.input_dir or (reader.allowed_dirs[0] if reader.allowed_dirs else None),
     )
 
 

@@ -15,7 +15,17 @@ from mcp.server.mcpserver.exceptions import ToolError
 from server.settings import Settings
 from server.upstream_errors import explain
 from tools.models import Usage
-from tools.ports import ChatReply, ChatRequest, ContextLost, FilePart, ImagePart, Message, OnText, TextPart
+from tools.ports import (
+    ChatReply,
+    ChatRequest,
+    ContextLost,
+    FilePart,
+    ImagePart,
+    Message,
+    OnText,
+    TextPart,
+    UpstreamFailure,
+)
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -99,7 +109,7 @@ class OpenAIUpstream:
     def client(self) -> AsyncOpenAI:
         if self._client is None:
             if not self.settings.api_key:
-                raise ToolError(NO_KEY)
+                raise UpstreamFailure(NO_KEY)
             from openai import AsyncOpenAI
 
             self._client = AsyncOpenAI(
@@ -132,7 +142,7 @@ class OpenAIUpstream:
         except Exception as exc:
             if request.previous_response_id and _is_missing_previous(exc):
                 raise ContextLost(str(exc)) from exc
-            raise ToolError(explain(exc, base_url=self.base_url, model=request.options.model)) from None
+            raise UpstreamFailure(explain(exc, base_url=self.base_url, model=request.options.model)) from None
 
     async def _stream_responses(self, client: AsyncOpenAI, body: dict[str, Any], on_text: OnText | None) -> ChatReply:
         stream = await client.responses.create(**body, stream=True)
@@ -148,14 +158,16 @@ class OpenAIUpstream:
                 elif kind in ("response.completed", "response.incomplete", "response.failed"):
                     final = event.response
                 elif kind == "error":
-                    raise ToolError(f"The upstream reported an error mid-answer: {event.message}. Try the turn again.")
+                    raise UpstreamFailure(
+                        f"The upstream reported an error mid-answer: {event.message}. Try the turn again."
+                    )
         finally:
             await stream.close()
         if final is None:
-            raise ToolError("The upstream closed the stream before the answer was complete. Try the turn again.")
+            raise UpstreamFailure("The upstream closed the stream before the answer was complete. Try the turn again.")
         if final.status == "failed":
             error = getattr(final, "error", None)
-            raise ToolError(
+            raise UpstreamFailure(
                 f"The model failed to answer: {getattr(error, 'message', 'no reason given')}. "
                 "Try again, or change the prompt or model."
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import anyio
 from mcp.server.mcpserver.exceptions import ToolError
@@ -31,6 +32,8 @@ class Deps:
     default_model: str
     presets: Mapping[str, str]
     limits: Limits = field(default_factory=Limits)
+    # Where workflow files' LoadImage / OpenAIInputFiles names are looked up (ComfyUI's input folder).
+    input_dir: Path | None = None
     # Pillow releases the GIL, but 2-core laptops still choke on ten 24 MP decodes at once.
     image_workers: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(4))
 

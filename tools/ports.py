@@ -7,6 +7,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from mcp.server.mcpserver.exceptions import ToolError
+
 from tools.models import Conversation, Detail, FileRecord, ImageRecord, Options, Usage
 
 
@@ -105,6 +107,10 @@ class ChatReply:
     stored: bool
     incomplete_reason: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+class UpstreamFailure(ToolError):
+    """The model's server failed or refused (as opposed to bad input): a ToolError scripts can tell apart."""
 
 
 class ContextLost(Exception):
