@@ -10,14 +10,17 @@ from typing import Any
 
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
-from mcp_types import InputRequiredResult
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult, InputRequiredResult
 from pydantic import AnyUrl
 
 from prompts import instruction_texts
 from prompts.register import register_prompts
+from server import logsafe
 from server.settings import Settings
 from server.stores import open_store
 from tools.deps import Deps, Limits
+from tools.ports import SourceReader
 
 VERSION = "0.1.0"
 INSTRUCTIONS = """\
@@ -34,14 +37,29 @@ Every tool takes conversation_id (default 'default') to keep separate conversati
 
 
 class ImageChatServer(MCPServer[Deps]):
-    """MCPServer whose image resources carry each image's own mime type (a template has only one)."""
+    """MCPServer whose image resources carry each image's own mime type (a template has only one), and
+    whose tool results, errors and text resources never carry the API key (see server.logsafe)."""
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Deps, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        try:
+            result = await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            raise logsafe.scrub_error(exc) from exc.__cause__
+        return logsafe.scrub_result(result) if isinstance(result, CallToolResult) else result
+
+    # Static resources get no context, so the ones that need the store or upstream find them here.
+    current: Deps | None = None
 
     async def read_resource(
         self, uri: AnyUrl | str, context: Context[Deps, Any] | None = None
     ) -> Iterable[ReadResourceContents] | InputRequiredResult:
         result = await super().read_resource(uri, context)
-        if isinstance(result, InputRequiredResult) or not str(uri).startswith("image://"):
+        if isinstance(result, InputRequiredResult):
             return result
+        if not str(uri).startswith("image://"):
+            return [logsafe.scrub_contents(item) for item in result]
         from tools.imaging import sniff_mime
 
         return [
@@ -54,17 +72,23 @@ class ImageChatServer(MCPServer[Deps]):
         ]
 
 
-def make_deps(settings: Settings) -> Deps:
-    from server.sources import SourceReader, default_allowed_dirs
+def make_deps(settings: Settings, *, reader: SourceReader | None = None) -> Deps:
+    """`reader` replaces the configured source reader (tests point URLs at local servers with it)."""
+    from server.sources import SourceReader as SafeReader
+    from server.sources import default_allowed_dirs
     from server.upstream import OpenAIUpstream
 
-    allowed = settings.allowed_dirs if settings.allowed_dirs else default_allowed_dirs(Path(os.getcwd()))
-    reader = SourceReader(
-        allowed,
-        allow_hidden=settings.allow_hidden,
-        allow_http=settings.allow_http,
-        max_bytes=max(settings.max_image_bytes, settings.max_file_bytes),
-    )
+    if reader is None:
+        allowed = settings.allowed_dirs if settings.allowed_dirs else default_allowed_dirs(Path(os.getcwd()))
+        if settings.input_dir is not None:
+            # Naming an input folder for workflow files is consent to read from it.
+            allowed = [*allowed, settings.input_dir]
+        reader = SafeReader(
+            allowed,
+            allow_hidden=settings.allow_hidden,
+            allow_http=settings.allow_http,
+            max_bytes=max(settings.max_image_bytes, settings.max_file_bytes),
+        )
     limits = Limits(
         max_image_bytes=settings.max_image_bytes,
         max_file_bytes=settings.max_file_bytes,
@@ -79,17 +103,29 @@ def make_deps(settings: Settings) -> Deps:
         default_model=settings.model,
         presets=instruction_texts(),
         limits=limits,
-        input_dir=settings.input_dir or (reader.allowed_dirs[0] if reader.allowed_dirs else None),
+        wait_seconds=settings.wait_seconds,
+        input_dir=settings.input_dir or _first_allowed(reader),
     )
 
 
-def build_server(settings: Settings) -> ImageChatServer:
+def _first_allowed(reader: SourceReader) -> Path | None:
+    allowed: tuple[Path, ...] = getattr(reader, "allowed_dirs", ())
+    return allowed[0] if allowed else None
+
+
+def build_server(settings: Settings, *, reader: SourceReader | None = None) -> ImageChatServer:
+    """The server for `settings`; `reader` is a test hook (see make_deps)."""
+    logsafe.install(settings.api_key)
+
     @asynccontextmanager
     async def lifespan(_: MCPServer[Deps]) -> AsyncIterator[Deps]:
-        deps = make_deps(settings)
+        deps = make_deps(settings, reader=reader)
+        server.current = deps
         try:
-            yield deps
+            async with deps.jobs.running():
+                yield deps
         finally:
+            server.current = None
             await deps.upstream.close()
             await deps.store.close()
 
@@ -103,8 +139,10 @@ def build_server(settings: Settings) -> ImageChatServer:
     )
     from server.mcp_resources import register_resources
     from server.mcp_tools import register_tools
+    from server.mcp_workflow import register_workflow_tool
 
     register_tools(server)
-    register_resources(server)
+    register_workflow_tool(server)
+    register_resources(server, lambda: server.current)
     register_prompts(server)
     return server

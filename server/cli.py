@@ -1,38 +1,82 @@
-"""The command line: `imagechat-mcp` serves MCP (stdio by default)."""
+"""The command line: `imagechat-mcp` serves MCP (stdio by default); `ask` and `workflow` do one job for a script.
+
+`ask` and `workflow` run the same step functions as the tools, with the same settings (so `--conversation`
+continues in the same SQLite store as the server), then print the answer on stdout and errors on stderr.
+Only these subcommands write to stdout: serving never does, since stdout is the MCP protocol.
+"""
 
 from __future__ import annotations
 
 import argparse
+import base64
+import dataclasses
 import logging
 import os
+import re
+import secrets
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import TypeVar, cast
 
+import anyio
+from mcp.server.mcpserver.exceptions import ToolError
+
+from server import logsafe
 from server import settings as settings_module
+from server.settings import Settings
+from tools.chat import ChatResult, chat
+from tools.deps import Deps
+from tools.load_image import load_image
+from tools.options import set_options
+from tools.ports import UpstreamFailure
+from tools.workflow import WorkflowResult, run_workflow
+
+T = TypeVar("T")
+
+EXIT_OK, EXIT_UNEXPECTED, EXIT_BAD_INPUT, EXIT_UPSTREAM = 0, 1, 2, 3
+EXIT_CODES = (
+    "exit codes: 0 done; 2 bad input or usage (a missing file, an unknown node, a bad flag); 3 the model's "
+    "server failed or refused (auth, quota, rate limit, outage); 1 anything else. Errors go to stderr."
+)
+# A script waits for its answer: unless told otherwise, wait up to chat's limit rather than the ~1 minute an
+# interactive client gets (after which chat answers "running").
+SCRIPT_WAIT_SECONDS = 3600.0
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list[:1] == ["settings"]:
-        # Prints the README's settings table: this is the only place the CLI writes to stdout without serving.
+    command = args_list[0] if args_list else None
+    if command == "settings":
+        # Prints the README's settings table.
         sys.stdout.write(settings_module.markdown_table() + "\n")
         return
+    if command == "ask":
+        sys.exit(run(ask_parser(), args_list[1:], ask))
+    if command == "workflow":
+        sys.exit(run(workflow_parser(), args_list[1:], workflow))
+    serve(args_list)
+
+
+def serve(args_list: list[str]) -> None:
     parser = argparse.ArgumentParser(
         prog="imagechat-mcp",
         description=(
-            "An MCP server for ComfyUI's OpenAI Chat workflow. Serves stdio by default. "
-            "Subcommand: `imagechat-mcp settings` prints the settings table."
+            "An MCP server for ComfyUI's OpenAI Chat workflow. Serves stdio by default. Subcommands: "
+            "`imagechat-mcp ask IMAGE... --prompt TEXT` (one turn), `imagechat-mcp workflow FILE.json` (run a "
+            "ComfyUI workflow), `imagechat-mcp settings` (the settings table); each takes --help."
         ),
+        epilog="ask and workflow " + EXIT_CODES,
     )
-    settings_module.add_arguments(parser)
+    add_settings(parser)
     args = parser.parse_args(args_list)
     try:
         settings = settings_module.resolve(args, os.environ)
     except settings_module.SettingsError as exc:
         parser.error(str(exc))
-    logging.basicConfig(
-        stream=sys.stderr, level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(settings)
     from server.app import build_server
 
     server = build_server(settings)
@@ -40,3 +84,197 @@ def main(argv: Sequence[str] | None = None) -> None:
         server.run("streamable-http", host=settings.host, port=settings.port)
     else:
         server.run("stdio")
+
+
+def add_settings(parser: argparse.ArgumentParser, title: str | None = None) -> None:
+    """Every server setting as a flag (in their own help section when titled)."""
+    target = parser.add_argument_group(title) if title else parser
+    settings_module.add_arguments(cast(argparse.ArgumentParser, target))  # a group takes add_argument alike
+
+
+def setup_logging(settings: Settings) -> None:
+    logsafe.install(settings.api_key)
+    logging.basicConfig(
+        stream=sys.stderr, level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+# -- the subcommands ----------------------------------------------------------------------------------
+
+
+def ask_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="imagechat-mcp ask",
+        usage="imagechat-mcp ask [IMAGE ...] --prompt TEXT [--model M] [--instructions TEXT | --preset NAME] "
+        "[--detail D] [--conversation ID] [--json] [server flags]",
+        description="One chat turn about some images: the answer on stdout. Without --conversation each call is "
+        "a fresh conversation (its id is in the --json output); with it, the turn continues that conversation.",
+        epilog=EXIT_CODES,
+        conflict_handler="resolve",  # --model below means this turn's model, not the server default
+    )
+    add_settings(parser, "server settings (as when serving)")
+    parser.add_argument("images", nargs="*", metavar="IMAGE", help="Image paths or https:// URLs; '-' reads stdin.")
+    parser.add_argument("--prompt", "-p", required=True, metavar="TEXT", help="What to ask about the images.")
+    parser.add_argument("--model", dest="turn_model", metavar="M", help="The model, e.g. gpt-4.1-mini, gpt-4o, o3.")
+    given = parser.add_mutually_exclusive_group()
+    given.add_argument("--instructions", help="System instructions.")
+    given.add_argument("--preset", help="Named instructions: image-to-prompt, describe, extract-text, compare.")
+    parser.add_argument("--detail", choices=("auto", "low", "high", "original"), help="How closely the model looks.")
+    parser.add_argument("--conversation", help="Continue this conversation (created on first use).")
+    parser.add_argument("--json", action="store_true", help="Print the whole result as JSON.")
+    return parser
+
+
+def workflow_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="imagechat-mcp workflow",
+        usage="imagechat-mcp workflow FILE.json [--input-dir DIR] [--name NAME] [--json] [server flags]",
+        description="Run a ComfyUI OpenAI Chat workflow file (UI or API format) and print each Preview Any. "
+        "LoadImage and OpenAIInputFiles names are looked up in --input-dir.",
+        epilog=EXIT_CODES,
+    )
+    add_settings(parser, "server settings (as when serving; --input-dir is among them)")
+    parser.add_argument("file", metavar="FILE.json", help="The workflow file, as saved or exported from ComfyUI.")
+    parser.add_argument("--name", help="Names its conversations workflow:<name>:node<id> (default: the file's name).")
+    parser.add_argument("--json", action="store_true", help="Print the whole result as JSON.")
+    return parser
+
+
+async def ask(deps: Deps, args: argparse.Namespace) -> ChatResult:
+    conversation_id = args.conversation or f"ask-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    if any(value is not None for value in (args.turn_model, args.instructions, args.preset, args.detail)):
+        await set_options(
+            deps,
+            conversation_id,
+            model=args.turn_model,
+            instructions=args.instructions,
+            preset=args.preset,
+            detail=args.detail,
+        )
+    if args.images:
+        await load_image(deps, args.images, conversation_id)
+    result = await chat(deps, args.prompt, conversation_id, wait_seconds=None)
+    if result.status == "running":
+        raise UpstreamFailure(f"The answer was not ready within {deps.wait_seconds:.0f} s (--wait-seconds).")
+    return result
+
+
+async def workflow(deps: Deps, args: argparse.Namespace) -> WorkflowResult:
+    return await run_workflow(deps, args.file, name=args.name)
+
+
+def printable(result: ChatResult | WorkflowResult) -> str:
+    """The answer (ask), or each preview (workflow; headed by its node when there are several)."""
+    if isinstance(result, ChatResult):
+        return result.text
+    texts = result.previews or {node_id: chat.text for node_id, chat in result.chats.items()}
+    if len(texts) == 1:
+        return next(iter(texts.values()))
+    return "\n\n".join(f"--- node {node_id} ---\n{text}" for node_id, text in texts.items())
+
+
+# -- running one --------------------------------------------------------------------------------------
+
+
+def run(
+    parser: argparse.ArgumentParser,
+    args_list: list[str],
+    job: Callable[[Deps, argparse.Namespace], Awaitable[ChatResult | WorkflowResult]],
+) -> int:
+    args = parser.parse_args(args_list)  # exits with 2 on a usage error
+    try:
+        settings = script_settings(args)
+        if hasattr(args, "images"):
+            if args.images.count("-") > 1:
+                raise ToolError("'-' (stdin) can be given once.")
+            args.images = [stdin_source(settings.max_image_bytes) if arg == "-" else arg for arg in args.images]
+    except (settings_module.SettingsError, ToolError) as exc:
+        parser.error(str(exc))
+    setup_logging(settings)
+    try:
+        result = anyio.run(with_deps, settings, lambda deps: job(deps, args))
+    except UpstreamFailure as exc:
+        return fail(exc, EXIT_UPSTREAM)
+    except ToolError as exc:
+        return fail(exc, EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        logging.getLogger(__name__).debug("unexpected failure", exc_info=True)
+        return fail(exc, EXIT_UNEXPECTED, f"unexpected {type(exc).__name__}: ")
+    text = result.model_dump_json(indent=2) if args.json else printable(result)
+    sys.stdout.write(logsafe.scrub_secrets(text).rstrip("\n") + "\n")
+    return EXIT_OK
+
+
+def fail(exc: BaseException, code: int, prefix: str = "") -> int:
+    sys.stderr.write(f"imagechat-mcp: error: {prefix}{logsafe.scrub_secrets(str(exc))}\n")
+    return code
+
+
+async def with_deps(settings: Settings, job: Callable[[Deps], Awaitable[T]]) -> T:
+    """Deps as the server builds them, with the task group chat turns run in, closed afterwards."""
+    from server.app import make_deps
+
+    deps = make_deps(settings)
+    done: list[T] = []
+    failed: list[Exception] = []
+    try:
+        async with deps.jobs.running():
+            try:
+                done.append(await job(deps))
+            except Exception as exc:  # raised after the task group, so it is not wrapped in a group
+                failed.append(exc)
+    finally:
+        await deps.upstream.close()
+        await deps.store.close()
+    if failed:
+        raise failed[0]
+    return done[0]
+
+
+def script_settings(args: argparse.Namespace) -> Settings:
+    """The server's settings, plus what a script's command line implies.
+
+    Files named on the command line, and --input-dir, are the user's own choice: their folders are added to
+    the allowed folders for this run (every other rule of the source reader still applies)."""
+    settings = settings_module.resolve(args, os.environ)
+    if args.wait_seconds is None and not os.environ.get("IMAGECHAT_WAIT_SECONDS", "").strip():
+        settings = dataclasses.replace(settings, wait_seconds=SCRIPT_WAIT_SECONDS)
+    named: list[Path] = []
+    if getattr(args, "file", None):
+        args.file = absolute(args.file)
+        named.append(Path(args.file).parent)
+    for index, source in enumerate(getattr(args, "images", [])):
+        if source != "-" and not _SCHEME.match(source):
+            args.images[index] = absolute(source)
+            named.append(Path(args.images[index]).parent)
+    if settings.input_dir is not None:
+        input_dir = Path(absolute(str(settings.input_dir)))
+        settings = dataclasses.replace(settings, input_dir=input_dir)
+        named.append(input_dir)
+    if not named:
+        return settings
+    from server.sources import default_allowed_dirs
+
+    base = settings.allowed_dirs if settings.allowed_dirs else default_allowed_dirs(Path.cwd())
+    return dataclasses.replace(settings, allowed_dirs=[*base, *named])
+
+
+def absolute(path: str) -> str:
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def stdin_source(limit: int) -> str:
+    """Standard input as a data: URL, so it goes through load_image like any other source."""
+    from tools.imaging import sniff_mime
+
+    data = sys.stdin.buffer.read(limit + 1)
+    if len(data) > limit:
+        raise ToolError(f"stdin holds more than {limit} bytes, the image size limit (--max-image-bytes).")
+    if not data:
+        raise ToolError("'-' reads an image from stdin, but stdin is empty.")
+    mime = sniff_mime(data)
+    if mime is None:
+        raise ToolError("stdin does not hold an image format imagechat knows (PNG, JPEG, GIF, WebP, ...).")
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceNotFoundError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 
 from prompts import presets
 from tools.deps import Deps
 
 
-def register_resources(server: MCPServer[Deps]) -> None:
+def register_resources(server: MCPServer[Deps], current: Callable[[], Deps | None]) -> None:
     @server.resource(
         "image://{image_id}",
         name="image",
@@ -66,3 +67,19 @@ def register_resources(server: MCPServer[Deps]) -> None:
             },
             indent=2,
         )
+
+    @server.resource(
+        "imagechat://models",
+        name="models",
+        title="Models the upstream serves",
+        description="The model ids the configured OpenAI-compatible upstream lists at /v1/models.",
+        mime_type="application/json",
+    )
+    async def models() -> str:
+        deps = current()
+        if deps is None:
+            raise ResourceError("The server is not running.")
+        try:
+            return json.dumps(await deps.upstream.list_models())
+        except ToolError as exc:
+            raise ResourceError(str(exc)) from None

@@ -173,14 +173,31 @@ def register_tools(server: MCPServer[Deps]) -> None:
         dry_run: Annotated[
             bool,
             Field(
-                description=(
-                    "Return the request that would be sent and its estimated tokens, without calling the model."
-                )
+                description="Return the request that would be sent and its estimated tokens and cost, without "
+                "calling the model."
             ),
         ] = False,
+        wait_seconds: Annotated[
+            float | None,
+            Field(
+                ge=0,
+                le=3600,
+                description="How long to wait for the answer before returning status 'running' "
+                "(default: the server's IMAGECHAT_WAIT_SECONDS, just under a minute).",
+            ),
+        ] = None,
+        turn: Annotated[
+            int | None,
+            Field(
+                ge=1,
+                description="Instead of asking anything: wait for this earlier turn (one that came back "
+                "'running') and return its answer. The prompt is ignored.",
+            ),
+        ] = None,
     ) -> chat_step.ChatResult:
         """Send one turn to the model (ComfyUI's OpenAI Chat node): the prompt, then the images, then the
-        files. Returns the answer text with status, usage and the turn number."""
+        files. Returns the answer text with status, usage and the turn number. A slow answer returns
+        status 'running' with its turn number; chat(turn=<n>) or preview fetches it when it is done."""
 
         async def progress(done: float, total: float | None, message: str) -> None:
             await ctx.report_progress(done, total, message)
@@ -196,6 +213,8 @@ def register_tools(server: MCPServer[Deps]) -> None:
             model=model,
             dry_run=dry_run,
             progress=progress,
+            wait_seconds=wait_seconds,
+            turn=turn,
         )
 
     @server.tool(

@@ -107,7 +107,7 @@ SPECS: tuple[Spec, ...] = (
     Spec(
         "input_dir",
         "Folder where workflow LoadImage/OpenAIInputFiles names are looked up, like ComfyUI's "
-        "input folder. Default: the first allowed folder.",
+        "input folder; readable like an allowed folder. Default: the first allowed folder.",
         None,
     ),
     Spec("max_image_bytes", "Largest image file accepted, in bytes.", 50 * 1024 * 1024, int),
@@ -120,6 +120,20 @@ SPECS: tuple[Spec, ...] = (
     ),
     Spec("max_frames", 'Most frames taken from one animation with frames="all" (sampled evenly).', 16, int),
     Spec("max_prompt_chars", "Longest prompt or instructions accepted, in characters.", 100_000, int),
+    Spec(
+        "wait_seconds",
+        "How long chat waits for an answer before returning status 'running' (the answer keeps coming; "
+        "preview or chat(turn=N) fetches it). Just under the 60 s after which Claude Desktop gives up.",
+        50.0,
+        float,
+    ),
+    Spec(
+        "background",
+        "Responses API background mode, which survives restarts and dropped connections: auto (for OpenAI's "
+        "slow reasoning models: *-pro, deep-research, effort high), always, or never.",
+        "auto",
+        choices=("auto", "always", "never"),
+    ),
     Spec("timeout", "Upstream request timeout, in seconds.", 600.0, float),
     Spec("max_retries", "Upstream retries on 408/409/429/5xx and connection errors.", 2, int),
     Spec(
@@ -150,6 +164,8 @@ class Settings:
     max_pixels: int = 100_000_000
     max_frames: int = 16
     max_prompt_chars: int = 100_000
+    wait_seconds: float = 50.0
+    background: str = "auto"
     timeout: float = 600.0
     max_retries: int = 2
     log_level: str = "WARNING"
@@ -172,7 +188,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         kwargs: dict[str, Any] = {
             "dest": spec.name,
             "default": None,
-            "help": f"{spec.help} [{spec.env_name}]",
+            # argparse formats help with %: the Windows path in state_dir's help would break --help.
+            "help": f"{spec.help} [{spec.env_name}]".replace("%", "%%"),
         }
         if spec.parse is _bool:
             kwargs["action"] = argparse.BooleanOptionalAction

@@ -43,6 +43,8 @@ _BASE64_TEXT = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 _BASE64_MAGIC = ("iVBORw0KGgo", "/9j/", "R0lGOD", "UklGR", "JVBERi0", "SUkqAA", "TU0AKg")
 _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
 _WHITESPACE = str.maketrans("", "", " \t\r\n")
+# Windows' long-path limit; Linux stops at 4096, macOS at 1024.
+_MAX_PATH_CHARS = 32_767
 # Opened without following a last-component symlink, without blocking on a FIFO, not inherited.
 _OPEN_FLAGS = (
     os.O_RDONLY
@@ -144,6 +146,11 @@ class SourceReader:
         scheme = match.group(1).lower() if match and len(match.group(1)) > 1 else None  # not C:\
         if scheme is None:
             try:
+                if len(text) > _MAX_PATH_CHARS:
+                    # No file system takes it, and resolving it would stat each of its thousands of parts.
+                    raise ToolError(
+                        f"The {kind} source ({len(text)} characters) is longer than any file path. {_forms(kind)}"
+                    )
                 return await anyio.to_thread.run_sync(self._read_path, text, "path", limit, kind)
             except ToolError:
                 if _looks_like_base64(text):

@@ -1,31 +1,24 @@
-"""The one upstream adapter: the official openai SDK, speaking the Responses API.
+"""The one upstream adapter over the official openai SDK: Responses API or Chat Completions.
 
-The SDK is imported on the first call, not at start-up: a server that only lists tools (or is asked for
-a dry run) should not pay for importing it.
+`IMAGECHAT_API=auto` speaks the Responses API and falls back to Chat Completions, once per base URL, when the
+server does not serve it (Ollama, llama.cpp, LM Studio). The SDK is imported on the first call, not at
+start-up: a server that only lists tools or makes dry runs should not pay for it.
 """
 
 from __future__ import annotations
 
-import base64
 import logging
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
+import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 
+from server import upstream_chat, upstream_responses
 from server.settings import Settings
-from server.upstream_errors import explain
-from tools.models import Usage
-from tools.ports import (
-    ChatReply,
-    ChatRequest,
-    ContextLost,
-    FilePart,
-    ImagePart,
-    Message,
-    OnText,
-    TextPart,
-    UpstreamFailure,
-)
+from server.upstream_errors import explain, is_missing_endpoint, is_missing_previous, is_model_not_found
+from tools import model_rules
+from tools.ports import ChatReply, ChatRequest, ContextLost, Listener, UpstreamFailure
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -39,72 +32,30 @@ NO_KEY = (
     "non-empty OPENAI_API_KEY. Everything else (load_image, set_options, preview, chat with dry_run=true) "
     "works without one."
 )
-
-
-def data_url(mime: str, data: bytes) -> str:
-    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
-
-
-def responses_content(message: Message) -> list[dict[str, Any]] | str:
-    if message.role == "assistant":
-        return "".join(part.text for part in message.parts if isinstance(part, TextPart))
-    content: list[dict[str, Any]] = []
-    for part in message.parts:
-        if isinstance(part, TextPart):
-            content.append({"type": "input_text", "text": part.text})
-        elif isinstance(part, ImagePart):
-            content.append({"type": "input_image", "image_url": data_url(part.mime, part.data), "detail": part.detail})
-        elif isinstance(part, FilePart):
-            content.append({"type": "input_file", "filename": part.name, "file_data": data_url(part.mime, part.data)})
-    return content
-
-
-def responses_body(request: ChatRequest) -> dict[str, Any]:
-    options = request.options
-    body: dict[str, Any] = {
-        "model": options.model,
-        "input": [{"role": m.role, "content": responses_content(m)} for m in request.messages],
-        "truncation": options.truncation,
-        "max_output_tokens": options.max_output_tokens,
-        "store": True,
-    }
-    if options.instructions:
-        body["instructions"] = options.instructions
-    if request.previous_response_id:
-        body["previous_response_id"] = request.previous_response_id
-    if options.reasoning_effort is not None:
-        body["reasoning"] = {"effort": options.reasoning_effort}
-    if options.temperature is not None:
-        body["temperature"] = options.temperature
-    if options.top_p is not None:
-        body["top_p"] = options.top_p
-    if options.response_format == "json":
-        body["text"] = {"format": {"type": "json_object"}}
-    return body
-
-
-def usage_of(raw: Any) -> Usage | None:
-    if raw is None:
-        return None
-    details = getattr(raw, "input_tokens_details", None)
-    out_details = getattr(raw, "output_tokens_details", None)
-    return Usage(
-        input_tokens=getattr(raw, "input_tokens", 0) or 0,
-        output_tokens=getattr(raw, "output_tokens", 0) or 0,
-        total_tokens=getattr(raw, "total_tokens", 0) or 0,
-        cached_tokens=getattr(details, "cached_tokens", None),
-        reasoning_tokens=getattr(out_details, "reasoning_tokens", None),
-    )
+OPENAI_URL = "https://api.openai.com/v1"
+# Models that routinely think for minutes: worth background mode, so a restart or a dropped stream loses nothing.
+SLOW_MODELS = ("o1-pro", "o3-pro", "gpt-5-pro", "deep-research")
 
 
 class OpenAIUpstream:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._client: AsyncOpenAI | None = None
+        # What this base URL turned out to serve; None until `auto` has found out.
+        self._api: str | None = None if settings.api == "auto" else settings.api
+        self._background_ok = True
 
     @property
     def base_url(self) -> str:
-        return self.settings.base_url or "https://api.openai.com/v1"
+        return (self.settings.base_url or OPENAI_URL).rstrip("/")
+
+    @property
+    def openai_host(self) -> bool:
+        return urlsplit(self.base_url).hostname == "api.openai.com"
+
+    @property
+    def api(self) -> str:
+        return self._api or "responses"
 
     def client(self) -> AsyncOpenAI:
         if self._client is None:
@@ -114,7 +65,7 @@ class OpenAIUpstream:
 
             self._client = AsyncOpenAI(
                 api_key=self.settings.api_key,
-                base_url=self.settings.base_url,
+                base_url=self.base_url,
                 timeout=self.settings.timeout,
                 max_retries=self.settings.max_retries,
             )
@@ -125,65 +76,95 @@ class OpenAIUpstream:
             await self._client.close()
             self._client = None
 
-    def render(self, request: ChatRequest) -> dict[str, Any]:
-        return {
-            "api": "responses",
-            "endpoint": f"{self.base_url}/responses",
-            "body": {**responses_body(request), "stream": True},
-        }
+    def use_background(self, request: ChatRequest) -> bool:
+        policy = self.settings.background
+        if policy == "never" or not self._background_ok:
+            return False
+        if policy == "always":
+            return True
+        model = request.options.model.lower()
+        rules = model_rules.rules_for(model)
+        slow = any(name in model for name in SLOW_MODELS) or request.options.reasoning_effort in ("high", "xhigh")
+        return self.openai_host and slow and (rules is None or rules.efforts is not None)
 
-    async def send(self, request: ChatRequest, on_text: OnText | None = None) -> ChatReply:
+    def payload(self, request: ChatRequest) -> dict[str, Any]:
+        if self.api == "chat":
+            return upstream_chat.body(request, openai_host=self.openai_host)
+        return upstream_responses.body(request, background=self.use_background(request))
+
+    def render(self, request: ChatRequest) -> dict[str, Any]:
+        endpoint = "/chat/completions" if self.api == "chat" else "/responses"
+        rendered = {"api": self.api, "endpoint": self.base_url + endpoint, "body": self.payload(request)}
+        if self._api is None:
+            rendered["note"] = "IMAGECHAT_API=auto: Chat Completions is used instead if the upstream lacks Responses."
+        return rendered
+
+    async def send(self, request: ChatRequest, listener: Listener | None = None) -> ChatReply:
         client = self.client()
-        body = responses_body(request)
+        if self.api == "chat" and request.previous_response_id:
+            # Chat Completions keeps nothing upstream: the recorded turns must be replayed.
+            raise ContextLost("Chat Completions has no stored responses")
+        payload = self.payload(request)
         try:
-            return await self._stream_responses(client, body, on_text)
+            if self.api == "chat":
+                return await upstream_chat.stream(client, payload, listener)
+            return await upstream_responses.stream(client, payload, listener)
+        except (ToolError, ContextLost):
+            raise
+        except Exception as exc:
+            return await self._recover(exc, request, listener)
+
+    async def _recover(self, exc: Exception, request: ChatRequest, listener: Listener | None) -> ChatReply:
+        if request.previous_response_id and is_missing_previous(exc):
+            raise ContextLost(str(exc)) from exc
+        if self.api == "responses" and self._api is None and is_missing_endpoint(exc):
+            log.warning("%s does not serve the Responses API; using Chat Completions from now on", self.base_url)
+            self._api = "chat"
+            if request.previous_response_id:
+                raise ContextLost("switched to Chat Completions") from exc
+            return await self.send(request, listener)
+        if self._background_ok and _background_refused(exc):
+            log.warning("%s refused background mode; sending in the foreground from now on", self.base_url)
+            self._background_ok = False
+            return await self.send(request, listener)
+        message = explain(exc, base_url=self.base_url, model=request.options.model)
+        if is_model_not_found(exc):
+            served = await self._served_models()
+            if served:
+                message += f" Models it serves: {', '.join(served[:30])}{' ...' if len(served) > 30 else ''}."
+        raise UpstreamFailure(message) from None
+
+    async def _served_models(self) -> list[str]:
+        try:
+            with anyio.fail_after(10):
+                return await self.list_models()
+        except Exception:  # a best-effort hint: the main error is what matters
+            return []
+
+    async def retrieve(self, response_id: str) -> ChatReply | None:
+        try:
+            final = await self.client().responses.retrieve(response_id)
         except ToolError:
             raise
         except Exception as exc:
-            if request.previous_response_id and _is_missing_previous(exc):
-                raise ContextLost(str(exc)) from exc
-            raise UpstreamFailure(explain(exc, base_url=self.base_url, model=request.options.model)) from None
+            raise UpstreamFailure(explain(exc, base_url=self.base_url, model="")) from None
+        return upstream_responses.reply_of(final, model=final.model or "", background=True)
 
-    async def _stream_responses(self, client: AsyncOpenAI, body: dict[str, Any], on_text: OnText | None) -> ChatReply:
-        stream = await client.responses.create(**body, stream=True)
-        final: Any = None
-        texts: list[str] = []
+    async def cancel(self, response_id: str) -> None:
         try:
-            async for event in stream:
-                kind = event.type
-                if kind == "response.output_text.delta":
-                    texts.append(event.delta)
-                    if on_text is not None:
-                        await on_text(event.delta)
-                elif kind in ("response.completed", "response.incomplete", "response.failed"):
-                    final = event.response
-                elif kind == "error":
-                    raise UpstreamFailure(
-                        f"The upstream reported an error mid-answer: {event.message}. Try the turn again."
-                    )
-        finally:
-            await stream.close()
-        if final is None:
-            raise UpstreamFailure("The upstream closed the stream before the answer was complete. Try the turn again.")
-        if final.status == "failed":
-            error = getattr(final, "error", None)
-            raise UpstreamFailure(
-                f"The model failed to answer: {getattr(error, 'message', 'no reason given')}. "
-                "Try again, or change the prompt or model."
-            )
-        details = getattr(final, "incomplete_details", None)
-        return ChatReply(
-            text=final.output_text or "".join(texts),
-            status=final.status or "completed",
-            model=final.model or body["model"],
-            response_id=final.id,
-            usage=usage_of(final.usage),
-            api="responses",
-            stored=body.get("store", False),
-            incomplete_reason=getattr(details, "reason", None),
-        )
+            await self.client().responses.cancel(response_id)
+        except Exception as exc:  # cancelling is best effort: the response may have finished already
+            log.info("could not cancel %s: %s", response_id, type(exc).__name__)
+
+    async def list_models(self) -> list[str]:
+        try:
+            page = await self.client().models.list()
+        except ToolError:
+            raise
+        except Exception as exc:
+            raise UpstreamFailure(explain(exc, base_url=self.base_url, model="")) from None
+        return sorted(model.id for model in page.data)
 
 
-def _is_missing_previous(exc: Exception) -> bool:
-    code = getattr(exc, "code", None)
-    return code == "previous_response_not_found" or "previous response" in str(exc).lower()
+def _background_refused(exc: Exception) -> bool:
+    return getattr(exc, "status_code", None) == 400 and "background" in str(exc).lower()

@@ -75,3 +75,22 @@ def explain(exc: Exception, *, base_url: str, model: str) -> str:
     if isinstance(exc, openai.APIStatusError):
         return f"The upstream answered {exc.status_code}: {detail}"
     return f"The upstream call failed: {scrub(type(exc).__name__)}: {scrub(str(exc))}"
+
+
+def is_missing_previous(exc: Exception) -> bool:
+    code = getattr(exc, "code", None)
+    return code == "previous_response_not_found" or "previous response" in str(exc).lower()
+
+
+def is_model_not_found(exc: Exception) -> bool:
+    import openai
+
+    return getattr(exc, "code", None) == "model_not_found" or (
+        isinstance(exc, openai.NotFoundError) and "model" in upstream_message(exc).lower()
+    )
+
+
+def is_missing_endpoint(exc: Exception) -> bool:
+    """The server has no such route (Responses API on Ollama, llama.cpp, LM Studio), not a missing model."""
+    status = getattr(exc, "status_code", None)
+    return status in (404, 405, 501) and not is_model_not_found(exc)

@@ -220,6 +220,8 @@ class _Server(ThreadingHTTPServer):
     """Keeps track of open connections so stop() can close them and join their threads."""
 
     daemon_threads = True
+    # socketserver's default backlog of 5 drops connections when 50 chats arrive at once.
+    request_queue_size = 128
 
     def __init__(self, upstream: FakeUpstream) -> None:
         self.upstream = upstream
@@ -265,6 +267,8 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     # HTTP/1.1 keeps connections alive, as the SDK's connection pool expects.
     protocol_version = "HTTP/1.1"
+    # Small SSE writes would otherwise wait ~40 ms for the client's delayed ACK (Nagle), on every event.
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         cast(_Server, self.server).upstream._dispatch(self)
@@ -321,6 +325,8 @@ class FakeUpstream:
         self._stored: dict[str, _Stored] = {}
         self._stopping = threading.Event()
         self._server: _Server | None = None
+        # Requests whose client hung up before the answer was complete (a cancelled stream, say).
+        self.disconnects = 0
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -443,6 +449,8 @@ class FakeUpstream:
             h.close_connection = True
         except _DISCONNECTS:
             h.close_connection = True
+            with self._lock:
+                self.disconnects += 1
             log.debug("client went away during %s %s", h.command, path)
 
     def _read_body(self, h: _Handler) -> bytes:
@@ -699,7 +707,9 @@ class FakeUpstream:
         }
 
     def _stream_response(self, h: _Handler, reply: Reply, final: JSONDict, item_id: str) -> None:
-        self._pause(reply.delay)
+        background = bool(final.get("background"))
+        if not background:
+            self._pause(reply.delay)
         sse = _SSE(h, _new_id("req_")[:36])
         seq = 0
 
@@ -708,9 +718,12 @@ class FakeUpstream:
             sse.event({**event, "sequence_number": seq}, event["type"])
             seq += 1
 
-        starting = self._snapshot(final, "in_progress")
-        emit({"type": "response.created", "response": starting})
-        emit({"type": "response.in_progress", "response": starting})
+        # A background response is announced (queued) at once and then works for its delay, as OpenAI does:
+        # the client learns the id it can retrieve later before any output exists.
+        emit({"type": "response.created", "response": self._snapshot(final, "queued" if background else "in_progress")})
+        if background:
+            self._pause(reply.delay)
+        emit({"type": "response.in_progress", "response": self._snapshot(final, "in_progress")})
         if reply.status == "failed":
             emit({"type": "response.failed", "response": final})
             sse.end()

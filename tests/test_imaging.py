@@ -207,6 +207,41 @@ def test_real_alpha_is_kept_in_png_or_webp() -> None:
     assert red[3] == 255 and red[0] > 245 and max(red[1], red[2]) < 10  # lossy WebP may shift a level
 
 
+def cut_out(img: Image.Image) -> bytes:
+    """The image with a transparent rim, as a PNG."""
+    rgba = img.convert("RGBA")
+    alpha = Image.new("L", img.size, 0)
+    alpha.paste(255, (img.width // 8, img.height // 8, img.width * 7 // 8, img.height * 7 // 8))
+    rgba.putalpha(alpha)
+    return encode(rgba, "PNG")
+
+
+def hatching(size: tuple[int, int]) -> Image.Image:
+    """Thin sharp lines, like a chart or a diagram: lossy WebP blurs them into more bytes than PNG needs."""
+    img = Image.new("RGB", size, "white")
+    for x in range(0, size[0], 6):
+        img.paste((0, 0, 0), (x, 0, x + 1, size[1]))
+    return img
+
+
+@pytest.mark.parametrize(
+    ("picture", "winner", "loser"),
+    [
+        (hatching((900, 600)), "image/png", "WEBP"),
+        (Image.merge("RGB", [Image.effect_noise((900, 600), 60) for _ in range(3)]), "image/webp", "PNG"),
+    ],
+    ids=["diagram", "photo"],
+)
+def test_with_transparency_the_smaller_of_png_and_webp_is_sent(picture: Image.Image, winner: str, loser: str) -> None:
+    data = cut_out(picture)
+    prepared = imaging.prepare(data, detail="high", model="gpt-4o", max_pixels=LIMIT)
+    assert prepared.mime == winner
+    assert len(prepared.data) < len(encode(decode(data), loser, quality=85))
+    out = decode(prepared.data).convert("RGBA")
+    assert out.size == (900, 600)
+    assert pixel(out, (10, 10))[3] == 0 and pixel(out, (450, 300))[3] == 255
+
+
 def exif_rotated_jpeg(size: tuple[int, int], orientation: int) -> bytes:
     img = Image.new("RGB", size, (255, 0, 0))
     img.paste((0, 0, 255), (0, 0, size[0] // 2, size[1]))  # left half blue as stored

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from tools.deps import Deps, check_conversation_id, content_id
 from tools.load_image import short
 from tools.models import FileRecord
+from tools.sanitize import clean_text
 
 # What OpenAI's input_file accepts and ComfyUI's Input Files node offers, by extension.
 DOCUMENT_TYPES = {
@@ -76,12 +77,12 @@ def check_content(name: str, mime: str, data: bytes) -> None:
             raise ToolError(f"{name!r} is not valid JSON ({exc}). Fix it, or attach it as .txt.") from None
 
 
-async def attach_file(deps: Deps, source: str, conversation_id: str = "default") -> AttachFileResult:
-    check_conversation_id(conversation_id)
-    if not isinstance(source, str) or not source.strip():
-        raise ToolError("source is empty: give a path to a .txt, .md, .csv, .json or .pdf file.")
-    read = await deps.reader.read(source.strip(), max_bytes=deps.limits.max_file_bytes, kind="file")
-    name = read.name if read.name and read.name != "data-url" else "document"
+async def store_document(deps: Deps, source: str) -> FileRecord:
+    """Read a document, check it is what its name says, and store it once by content (not attached)."""
+    read = await deps.reader.read(source, max_bytes=deps.limits.max_file_bytes, kind="file")
+    # The name is returned to the model and sent upstream: no hidden characters in it.
+    name = clean_text(read.name) if read.name != "data-url" else ""
+    name = name or "document"
     mime = document_type(name, read.media_type)
     if not PurePosixPath(name).suffix:
         name += MEDIA_TO_EXT[mime]
@@ -90,6 +91,14 @@ async def attach_file(deps: Deps, source: str, conversation_id: str = "default")
     check_content(name, mime, read.data)
     record = FileRecord(file_id=content_id("file", read.data), name=name, mime=mime, bytes=len(read.data))
     await deps.store.put_file(record, read.data)
+    return record
+
+
+async def attach_file(deps: Deps, source: str, conversation_id: str = "default") -> AttachFileResult:
+    check_conversation_id(conversation_id)
+    if not isinstance(source, str) or not source.strip():
+        raise ToolError("source is empty: give a path to a .txt, .md, .csv, .json or .pdf file.")
+    record = await store_document(deps, source.strip())
     async with deps.store.lock(conversation_id):
         conversation = await deps.conversation(conversation_id)
         if record.file_id not in conversation.pending_files:

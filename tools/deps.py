@@ -10,6 +10,7 @@ from pathlib import Path
 import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 
+from tools.jobs import Jobs
 from tools.models import Conversation, Options
 from tools.ports import SourceReader, Store, Upstream
 
@@ -32,6 +33,11 @@ class Deps:
     default_model: str
     presets: Mapping[str, str]
     limits: Limits = field(default_factory=Limits)
+    # How long chat waits before answering "running" (IMAGECHAT_WAIT_SECONDS).
+    wait_seconds: float = 50.0
+    # Turns being generated in this process, and the task group they run in (owned by the server's lifespan,
+    # so a generation outlives the request that started it).
+    jobs: Jobs = field(default_factory=lambda: Jobs())
     # Where workflow files' LoadImage / OpenAIInputFiles names are looked up (ComfyUI's input folder).
     input_dir: Path | None = None
     # Pillow releases the GIL, but 2-core laptops still choke on ten 24 MP decodes at once.

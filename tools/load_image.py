@@ -5,15 +5,18 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
-from tools import imaging
 from tools.deps import Deps, check_conversation_id, content_id
 from tools.models import ImageRecord
+from tools.sanitize import clean_text
+
+if TYPE_CHECKING:
+    from tools import imaging
 
 Frames = Literal["first", "all"]
 IMAGE_SCHEME = "image://"
@@ -46,6 +49,8 @@ def short(source: str) -> str:
 
 
 def _decode(data: bytes, frames: Frames, deps: Deps) -> list[tuple[imaging.ImageInfo, bytes]]:
+    from tools import imaging  # Pillow is imported on first use, not at start-up
+
     limits = deps.limits
     info = imaging.inspect_image(data, max_pixels=limits.max_pixels, max_frames=limits.max_frames)
     blobs = imaging.load_frames(data, mode=frames, max_frames=limits.max_frames, max_pixels=limits.max_pixels)
@@ -70,6 +75,8 @@ async def read_images(deps: Deps, source: str, frames: Frames) -> list[tuple[Ima
             )
         return [(record, None)]
     read = await deps.reader.read(source, max_bytes=deps.limits.max_image_bytes, kind="image")
+    from tools import imaging
+
     try:
         decoded = await anyio.to_thread.run_sync(
             functools.partial(_decode, read.data, frames, deps), limiter=deps.image_workers
@@ -86,7 +93,7 @@ async def read_images(deps: Deps, source: str, frames: Frames) -> list[tuple[Ima
             mime=info.mime,
             frames=info.frames,
             bytes=len(blob),
-            name=read.name,
+            name=clean_text(read.name) or "unnamed",  # shown back in previews: no hidden characters
         )
         records.append((record, blob))
     return records

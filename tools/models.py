@@ -82,7 +82,14 @@ class Turn(BaseModel):
     api: str = "responses"
     usage: Usage | None = None
     instructions: str | None = None
+    background: bool = Field(default=False, description="Sent in Responses background mode: retrievable by id.")
+    error: str | None = Field(default=None, description="Why a running turn failed.")
     created_at: float = Field(default_factory=time.time)
+
+    @property
+    def usable(self) -> bool:
+        """Whether later turns can continue from this one."""
+        return self.status in ("completed", "incomplete")
 
 
 class Conversation(BaseModel):
@@ -102,6 +109,13 @@ class Conversation(BaseModel):
 
     def last_turn(self) -> Turn | None:
         return self.turns[-1] if self.turns else None
+
+    def last_usable_turn(self) -> Turn | None:
+        usable = [turn for turn in self.turns if turn.usable]
+        return usable[-1] if usable else None
+
+    def next_number(self) -> int:
+        return max((turn.turn for turn in self.turns), default=0) + 1
 
     def history(self, parent: int | None) -> list[Turn]:
         """The chain of turns that leads to `parent`, oldest first."""

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from mcp.server.mcpserver.exceptions import ToolError
@@ -106,7 +105,7 @@ class ChatReply:
     api: str
     stored: bool
     incomplete_reason: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    background: bool = False
 
 
 class UpstreamFailure(ToolError):
@@ -117,14 +116,29 @@ class ContextLost(Exception):
     """The upstream no longer has the previous response: replay the recorded turns instead."""
 
 
-OnText = Callable[[str], Awaitable[None]]
+class Listener(Protocol):
+    """Hears a streamed answer as it arrives."""
+
+    async def started(self, response_id: str, background: bool) -> None:
+        """The upstream named the response: with background mode it can be fetched again by this id."""
+        ...
+
+    async def text(self, delta: str) -> None: ...
 
 
 class Upstream(Protocol):
     def render(self, request: ChatRequest) -> dict[str, Any]:
-        """The request exactly as it would be sent, as (endpoint, body) in a dict."""
+        """The request exactly as it would be sent: the API, the endpoint and the body."""
         ...
 
-    async def send(self, request: ChatRequest, on_text: OnText | None = None) -> ChatReply: ...
+    async def send(self, request: ChatRequest, listener: Listener | None = None) -> ChatReply: ...
+
+    async def retrieve(self, response_id: str) -> ChatReply | None:
+        """A background response by id: the reply when it has finished, None while it is still running."""
+        ...
+
+    async def cancel(self, response_id: str) -> None: ...
+
+    async def list_models(self) -> list[str]: ...
 
     async def close(self) -> None: ...

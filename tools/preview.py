@@ -10,9 +10,9 @@ import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
-from tools import imaging
 from tools.deps import Deps, check_conversation_id
 from tools.models import Conversation, Turn
+from tools.turns import refresh
 
 PreviewFormat = Literal["text", "json", "markdown"]
 # Claude Desktop refuses images over 1 MiB once base64 is added; stay well under.
@@ -55,13 +55,18 @@ def transcript(conversation: Conversation) -> str:
 
 
 def turn_value(turn: Turn, fmt: PreviewFormat) -> Any:
+    if fmt == "text" and turn.status == "running":
+        return f"Turn {turn.turn} is still running. Preview again in a while, or call chat(turn={turn.turn})."
+    if fmt == "text" and turn.status == "failed":
+        return f"Turn {turn.turn} failed: {turn.error}"
     if fmt == "text":
         return turn.output
     return turn.model_dump(mode="json")
 
 
 async def existing(deps: Deps, conversation_id: str) -> Conversation:
-    found = await deps.store.get_conversation(conversation_id)
+    # Running turns are brought up to date first: a long answer shows up here once it is done.
+    found = await refresh(deps, conversation_id)
     if found is None:
         known = await deps.store.list_conversations()
         listing = ", ".join(repr(c) for c in known[:20]) if known else "none yet"
@@ -120,6 +125,8 @@ async def image_preview(deps: Deps, conversation_id: str, target: str) -> Previe
             f"No image with id {image_id!r} is loaded. Call load_image first; its result gives the image_id."
         )
     record, data = found
+    from tools import imaging  # Pillow is imported on first use, not at start-up
+
     thumb, mime = await anyio.to_thread.run_sync(
         functools.partial(imaging.thumbnail, data, max_bytes=THUMBNAIL_BYTES), limiter=deps.image_workers
     )

@@ -14,7 +14,7 @@ import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
-from tools import imaging
+from tools import image_sizing
 from tools.deps import Deps
 from tools.load_image import IMAGE_SCHEME
 from tools.models import Conversation, Detail, Options, Turn
@@ -58,15 +58,17 @@ async def prepared_image(deps: Deps, image_id: str, options: Options) -> ImagePa
     record, data = found
     detail = options.detail
     try:
-        width, height = imaging.target_size(record.width, record.height, detail=detail, model=options.model)
-    except imaging.DetailNotSupported as exc:
+        width, height = image_sizing.target_size(record.width, record.height, detail=detail, model=options.model)
+    except image_sizing.DetailNotSupported as exc:
         raise ToolError(f"{exc} Change it with set_options(detail=...).") from None
-    tokens = imaging.image_tokens(record.width, record.height, detail=detail, model=options.model)
+    tokens = image_sizing.image_tokens(record.width, record.height, detail=detail, model=options.model)
     key = f"{image_id}/{width}x{height}"
     cached = await deps.store.get_variant(key)
     if cached is not None:
         mime, blob = cached
         return ImagePart(image_id, mime, blob, detail, width, height, tokens)
+    from tools import imaging  # Pillow is imported on first use, not at start-up
+
     prepared = await anyio.to_thread.run_sync(
         functools.partial(imaging.prepare, data, detail=detail, model=options.model, max_pixels=deps.limits.max_pixels),
         limiter=deps.image_workers,
@@ -109,7 +111,7 @@ async def user_message(deps: Deps, options: Options, prompt: str, images: list[s
 
 def chain_from(history: list[Turn]) -> str | None:
     """The response id to continue from, when the upstream stored the last turn's response."""
-    if history and history[-1].stored and history[-1].response_id and history[-1].status == "completed":
+    if history and history[-1].stored and history[-1].response_id and history[-1].usable:
         return history[-1].response_id
     return None
 

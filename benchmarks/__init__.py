@@ -1,0 +1,1 @@
+"""Reproducible measurements (not tests): `python -m benchmarks.bench_images` and friends."""

@@ -1,0 +1,114 @@
+"""Chat Completions: what Ollama, vLLM, LM Studio and llama.cpp serve.
+
+The history is always replayed (nothing is stored upstream), instructions become the system message, and
+documents travel as text: a PDF needs the Responses API, which this API has no equivalent for.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mcp.server.mcpserver.exceptions import ToolError
+
+from server.upstream_responses import cut_off_guard, data_url
+from tools.models import Usage
+from tools.ports import ChatReply, ChatRequest, FilePart, ImagePart, Listener, Message, TextPart
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+
+
+def file_text(part: FilePart) -> str:
+    if part.mime == "application/pdf":
+        raise ToolError(
+            f"{part.name!r} is a PDF, which only the Responses API can read, and this upstream serves Chat "
+            "Completions only. Attach the document as text (.txt or .md) instead, or use an upstream that serves "
+            "the Responses API (IMAGECHAT_API=responses)."
+        )
+    text = part.data.decode("utf-8-sig", "replace")
+    return f"Attached file {part.name}:\n{text}"
+
+
+def content(message: Message) -> list[dict[str, Any]] | str:
+    if message.role == "assistant":
+        return "".join(part.text for part in message.parts if isinstance(part, TextPart))
+    parts: list[dict[str, Any]] = []
+    for part in message.parts:
+        if isinstance(part, TextPart):
+            parts.append({"type": "text", "text": part.text})
+        elif isinstance(part, ImagePart):
+            parts.append(
+                {"type": "image_url", "image_url": {"url": data_url(part.mime, part.data), "detail": part.detail}}
+            )
+        elif isinstance(part, FilePart):
+            parts.append({"type": "text", "text": file_text(part)})
+    return parts
+
+
+def body(request: ChatRequest, *, openai_host: bool) -> dict[str, Any]:
+    options = request.options
+    messages: list[dict[str, Any]] = []
+    if options.instructions:
+        # OpenAI's reasoning models call it "developer"; every server accepts "system".
+        messages.append({"role": "system", "content": options.instructions})
+    messages += [{"role": m.role, "content": content(m)} for m in request.messages]
+    out: dict[str, Any] = {
+        "model": options.model,
+        "messages": messages,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    # OpenAI's reasoning models take only max_completion_tokens; most local servers know only max_tokens.
+    out["max_completion_tokens" if openai_host else "max_tokens"] = options.max_output_tokens
+    if options.reasoning_effort is not None:
+        out["reasoning_effort"] = options.reasoning_effort
+    if options.temperature is not None:
+        out["temperature"] = options.temperature
+    if options.top_p is not None:
+        out["top_p"] = options.top_p
+    if options.response_format == "json":
+        out["response_format"] = {"type": "json_object"}
+    return out
+
+
+async def stream(client: AsyncOpenAI, payload: dict[str, Any], listener: Listener | None) -> ChatReply:
+    chunks = await client.chat.completions.create(**payload)
+    texts: list[str] = []
+    finish: str | None = None
+    usage: Usage | None = None
+    response_id: str | None = None
+    model = payload["model"]
+    try:
+        async for chunk in cut_off_guard(chunks):
+            if response_id is None and chunk.id:
+                response_id = chunk.id
+                if listener is not None:
+                    await listener.started(chunk.id, False)
+            model = chunk.model or model
+            for choice in chunk.choices:
+                delta = choice.delta.content if choice.delta else None
+                if delta:
+                    texts.append(delta)
+                    if listener is not None:
+                        await listener.text(delta)
+                if choice.finish_reason:
+                    finish = choice.finish_reason
+            if chunk.usage is not None:
+                usage = Usage(
+                    input_tokens=chunk.usage.prompt_tokens,
+                    output_tokens=chunk.usage.completion_tokens,
+                    total_tokens=chunk.usage.total_tokens,
+                )
+    finally:
+        await chunks.close()
+    incomplete = finish in ("length", "content_filter")
+    return ChatReply(
+        text="".join(texts),
+        status="incomplete" if incomplete else "completed",
+        model=model,
+        response_id=response_id,
+        usage=usage,
+        api="chat",
+        stored=False,
+        incomplete_reason=("max_output_tokens" if finish == "length" else finish) if incomplete else None,
+    )

@@ -1,0 +1,149 @@
+"""The Responses API: what ComfyUI's node speaks, and OpenAI's own default."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+from mcp.server.mcpserver.exceptions import ToolError
+
+from server.upstream_errors import scrub
+from tools.models import Usage
+from tools.ports import ChatReply, ChatRequest, FilePart, ImagePart, Listener, Message, TextPart, UpstreamFailure
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+
+T = TypeVar("T")
+
+
+async def cut_off_guard(items: AsyncIterator[T]) -> AsyncIterator[T]:
+    """The stream's items; a connection lost after the answer began is a cut-off answer, not an unreachable host."""
+    try:
+        async for item in items:
+            yield item
+    except (ToolError, anyio.get_cancelled_exc_class()):
+        raise
+    except Exception as exc:
+        raise UpstreamFailure(
+            f"The upstream cut the answer off mid-stream ({type(exc).__name__}); nothing was recorded. "
+            "Try the turn again."
+        ) from None
+
+
+def data_url(mime: str, data: bytes) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def content(message: Message) -> list[dict[str, Any]] | str:
+    if message.role == "assistant":
+        return "".join(part.text for part in message.parts if isinstance(part, TextPart))
+    parts: list[dict[str, Any]] = []
+    for part in message.parts:
+        if isinstance(part, TextPart):
+            parts.append({"type": "input_text", "text": part.text})
+        elif isinstance(part, ImagePart):
+            parts.append({"type": "input_image", "image_url": data_url(part.mime, part.data), "detail": part.detail})
+        elif isinstance(part, FilePart):
+            parts.append({"type": "input_file", "filename": part.name, "file_data": data_url(part.mime, part.data)})
+    return parts
+
+
+def body(request: ChatRequest, *, background: bool) -> dict[str, Any]:
+    options = request.options
+    out: dict[str, Any] = {
+        "model": options.model,
+        "input": [{"role": m.role, "content": content(m)} for m in request.messages],
+        "truncation": options.truncation,
+        "max_output_tokens": options.max_output_tokens,
+        # Stored so the next turn can continue from it by id instead of resending the history.
+        "store": True,
+        "stream": True,
+    }
+    if background:
+        out["background"] = True
+    if options.instructions:
+        out["instructions"] = options.instructions
+    if request.previous_response_id:
+        out["previous_response_id"] = request.previous_response_id
+    if options.reasoning_effort is not None:
+        out["reasoning"] = {"effort": options.reasoning_effort}
+    if options.temperature is not None:
+        out["temperature"] = options.temperature
+    if options.top_p is not None:
+        out["top_p"] = options.top_p
+    if options.response_format == "json":
+        out["text"] = {"format": {"type": "json_object"}}
+    return out
+
+
+def usage_of(raw: Any) -> Usage | None:
+    if raw is None:
+        return None
+    details = getattr(raw, "input_tokens_details", None)
+    out_details = getattr(raw, "output_tokens_details", None)
+    return Usage(
+        input_tokens=getattr(raw, "input_tokens", 0) or 0,
+        output_tokens=getattr(raw, "output_tokens", 0) or 0,
+        total_tokens=getattr(raw, "total_tokens", 0) or 0,
+        cached_tokens=getattr(details, "cached_tokens", None),
+        reasoning_tokens=getattr(out_details, "reasoning_tokens", None),
+    )
+
+
+def reply_of(final: Any, *, model: str, background: bool, streamed_text: str = "") -> ChatReply | None:
+    """A finished response as a reply; None while it is still queued or in progress."""
+    status = final.status or "completed"
+    if status in ("queued", "in_progress"):
+        return None
+    if status == "failed":
+        error = getattr(final, "error", None)
+        reason = scrub(str(getattr(error, "message", None) or "no reason given"))
+        raise UpstreamFailure(f"The model failed to answer: {reason}. Try again, or change the prompt or model.")
+    if status == "cancelled":
+        raise UpstreamFailure("The response was cancelled upstream before it finished. Ask again.")
+    details = getattr(final, "incomplete_details", None)
+    return ChatReply(
+        text=final.output_text or streamed_text,
+        status="incomplete" if status == "incomplete" else "completed",
+        model=final.model or model,
+        response_id=final.id,
+        usage=usage_of(final.usage),
+        api="responses",
+        stored=True,
+        incomplete_reason=getattr(details, "reason", None),
+        background=background,
+    )
+
+
+async def stream(client: AsyncOpenAI, payload: dict[str, Any], listener: Listener | None) -> ChatReply:
+    background = bool(payload.get("background"))
+    events = await client.responses.create(**payload)
+    final: Any = None
+    texts: list[str] = []
+    try:
+        async for event in cut_off_guard(events):
+            kind = event.type
+            if kind == "response.output_text.delta":
+                texts.append(event.delta)
+                if listener is not None:
+                    await listener.text(event.delta)
+            elif kind == "response.created":
+                if listener is not None:
+                    await listener.started(event.response.id, background)
+            elif kind in ("response.completed", "response.incomplete", "response.failed"):
+                final = event.response
+            elif kind == "error":
+                raise UpstreamFailure(
+                    f"The upstream reported an error mid-answer: {scrub(str(event.message))}. Try the turn again."
+                )
+    finally:
+        await events.close()
+    if final is None:
+        raise UpstreamFailure("The upstream closed the stream before the answer was complete. Try the turn again.")
+    reply = reply_of(final, model=payload["model"], background=background, streamed_text="".join(texts))
+    if reply is None:
+        raise UpstreamFailure("The upstream ended the stream while the response was still running. Ask again.")
+    return reply

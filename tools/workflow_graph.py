@@ -1,0 +1,430 @@
+"""ComfyUI workflow files as a plan imagechat can run: both formats parsed, bypass and mute applied, checked.
+
+Pure logic, no I/O. ComfyUI saves a workflow in the UI format (`nodes` and `links`, node modes, widget values
+by position) and queues it in the API format (`{"<id>": {"class_type", "inputs"}}`); the frontend turns the
+first into the second by dropping muted nodes, routing around bypassed ones and forgetting notes. `parse`
+does the same, so a file behaves here as it does in ComfyUI, then orders the nodes that feed a chat or a
+preview. Every problem is gathered and refused at once, naming the node, before anything is sent upstream.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+from mcp.server.mcpserver.exceptions import ToolError
+
+from tools.sanitize import clean_text
+
+Source = tuple[str, int]  # (origin node id, output slot)
+
+MUTED, BYPASSED = 2, 4  # litegraph modes: 0 always, 2 never, 4 bypass
+NOTE_TYPES = frozenset({"Note", "MarkdownNote"})
+REROUTE = "Reroute"  # a layout node: the frontend follows it and never sends it to be run
+CONTROL_VALUES = frozenset({"fixed", "increment", "decrement", "randomize"})  # control_after_generate widgets
+BATCH_INPUT = re.compile(r"images\.image(\d+)")
+MAX_NODES = 1000
+UNSUPPORTED = (
+    "imagechat cannot run this node type; it runs LoadImage, ImageBatch, BatchImagesNode, OpenAIChatConfig, "
+    "OpenAIInputFiles, OpenAIChatNode and PreviewAny (notes are ignored). Remove the node or mute it"
+)
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    inputs: dict[str, str]  # linked input name -> type ("*" takes anything)
+    required: frozenset[str]
+    widgets: tuple[str, ...]  # in ComfyUI's widget order
+    outputs: tuple[str, ...]
+    linkable: frozenset[str] = frozenset()  # widgets that may be fed by a STRING link instead
+    output_node: bool = False
+
+
+SPECS: dict[str, NodeSpec] = {
+    "LoadImage": NodeSpec({}, frozenset({"image"}), ("image", "upload"), ("IMAGE", "MASK")),
+    "ImageBatch": NodeSpec({"image1": "IMAGE", "image2": "IMAGE"}, frozenset({"image1", "image2"}), (), ("IMAGE",)),
+    # Autogrow inputs images.image0, images.image1, ...: at least two, like ComfyUI's min=2.
+    "BatchImagesNode": NodeSpec({}, frozenset({"images.image0", "images.image1"}), (), ("IMAGE",)),
+    "OpenAIChatConfig": NodeSpec(
+        {},
+        frozenset(),
+        ("truncation", "max_output_tokens", "instructions"),
+        ("OPENAI_CHAT_CONFIG",),
+        linkable=frozenset({"instructions"}),
+    ),
+    "OpenAIInputFiles": NodeSpec(
+        {"OPENAI_INPUT_FILES": "OPENAI_INPUT_FILES"}, frozenset({"file"}), ("file",), ("OPENAI_INPUT_FILES",)
+    ),
+    "OpenAIChatNode": NodeSpec(
+        {"images": "IMAGE", "files": "OPENAI_INPUT_FILES", "advanced_options": "OPENAI_CHAT_CONFIG"},
+        frozenset({"prompt"}),
+        ("prompt", "persist_context", "model"),
+        ("STRING",),
+        linkable=frozenset({"prompt"}),
+        output_node=True,  # ComfyUI runs only what feeds an output; a chat's answer is an output here
+    ),
+    "PreviewAny": NodeSpec({"source": "*"}, frozenset({"source"}), (), (), output_node=True),
+}
+
+
+@dataclass
+class Node:
+    id: str
+    type: str
+    mode: int = 0
+    values: dict[str, Any] = field(default_factory=dict)  # widget values by name
+    links: dict[str, Source] = field(default_factory=dict)  # input name -> where its value comes from
+    slots: list[tuple[str, str, Source | None]] = field(default_factory=list)  # UI inputs: name, type, source
+
+    @property
+    def label(self) -> str:
+        # Ids and types come from the file and go back to the calling model: no hidden characters.
+        return f"node {clean_text(self.id)[:40]} ({clean_text(self.type)[:80]})"
+
+
+@dataclass(frozen=True)
+class Skipped:
+    node_id: str
+    type: str
+    reason: str
+
+
+@dataclass
+class Plan:
+    format: str  # "ui" or "api"
+    workflow_id: str | None
+    order: list[Node]  # the nodes to run, dependencies first
+    skipped: list[Skipped]
+
+
+class Problems:
+    """Gathers every reason the workflow cannot run, so one refusal lists them all."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, node: Node | None, text: str) -> None:
+        self.items.append(f"{node.label}: {text}" if node is not None else text)
+
+    def raise_any(self) -> None:
+        if self.items:
+            shown = self.items[:12] + ([f"and {len(self.items) - 12} more"] if len(self.items) > 12 else [])
+            raise ToolError("The workflow cannot run (nothing was sent): " + "; ".join(shown) + ".")
+
+
+def parse(workflow: Any) -> Plan:
+    if not isinstance(workflow, dict):
+        raise ToolError("A workflow is a JSON object: ComfyUI's UI format or its API format.")
+    problems = Problems()
+    if isinstance(workflow.get("nodes"), list):
+        nodes = _ui_nodes(workflow, problems)
+        fmt, workflow_id = "ui", workflow.get("id") if isinstance(workflow.get("id"), str) else None
+    else:
+        if isinstance(workflow.get("prompt"), dict) and "class_type" not in workflow["prompt"]:
+            workflow = workflow["prompt"]  # the body ComfyUI's /prompt endpoint takes
+        nodes = _api_nodes(workflow, problems)
+        fmt, workflow_id = "api", None
+    problems.raise_any()
+    skipped = [Skipped(clean_text(n.id), clean_text(n.type), _skip_reason(n)) for n in nodes.values() if not _active(n)]
+    active = {n.id: _rerouted(n, nodes) for n in nodes.values() if _active(n)}
+    for node in active.values():
+        if node.type not in SPECS:  # ComfyUI refuses an unknown node anywhere in the workflow, too
+            problems.add(node, UNSUPPORTED)
+    problems.raise_any()
+    outputs = [n for n in active.values() if SPECS[n.type].output_node]
+    if not outputs:
+        raise ToolError(
+            "The workflow has no OpenAIChatNode or PreviewAny to run (muted and bypassed nodes do not run)."
+        )
+    needed = _ancestors(outputs, active)
+    for node_id in sorted(needed, key=_id_key):
+        _check_node(active[node_id], active, nodes, problems)
+    problems.raise_any()
+    skipped += [
+        Skipped(
+            clean_text(n.id),
+            clean_text(n.type),
+            "not connected to an OpenAIChatNode or PreviewAny, so not run (as in ComfyUI)",
+        )
+        for n in active.values()
+        if n.id not in needed
+    ]
+    order = _ordered({i: active[i] for i in needed})
+    return Plan(fmt, workflow_id, order, sorted(skipped, key=lambda s: _id_key(s.node_id)))
+
+
+def input_file_name(node: Node, value: Any) -> str:
+    """A LoadImage/OpenAIInputFiles name as a path relative to the input folder, like ComfyUI's."""
+    if not isinstance(value, str) or not value.strip():
+        raise ToolError(f"{node.label}: no file is chosen. Name a file in the input folder.")
+    name = value.strip()
+    match = re.fullmatch(r"(.*?)\s*\[(input|output|temp)\]", name)
+    if match:
+        if match.group(2) != "input":
+            raise ToolError(
+                f"{node.label}: {name!r} is in ComfyUI's {match.group(2)} folder; imagechat reads only the "
+                "input folder. Copy the file there and name it without the annotation."
+            )
+        name = match.group(1)
+    path = PurePosixPath(name.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts or re.match(r"[A-Za-z]:", name):
+        raise ToolError(
+            f"{node.label}: {name!r} is not a name inside the input folder. Use a name such as 'example.png' "
+            "or 'sub/example.png' and set the input folder (input_dir, --input-dir or IMAGECHAT_INPUT_DIR)."
+        )
+    return str(path)
+
+
+# -- the two formats --------------------------------------------------------------------------------
+
+
+def _ui_nodes(workflow: dict[str, Any], problems: Problems) -> dict[str, Node]:
+    raw_nodes = [n for n in workflow["nodes"] if isinstance(n, dict)]
+    if len(raw_nodes) > MAX_NODES:
+        raise ToolError(f"The workflow has {len(raw_nodes)} nodes; imagechat runs at most {MAX_NODES}.")
+    links: dict[Any, Source] = {}
+    for link in workflow.get("links") or []:
+        if isinstance(link, list) and len(link) >= 5:
+            links[link[0]] = (str(link[1]), _int(link[2]))
+        elif isinstance(link, dict) and "id" in link:  # the newer frontend's object form
+            links[link["id"]] = (str(link.get("origin_id")), _int(link.get("origin_slot")))
+    nodes: dict[str, Node] = {}
+    for raw in raw_nodes:
+        node = Node(str(raw.get("id")), str(raw.get("type", "")), _int(raw.get("mode")))
+        nodes[node.id] = node
+        widget_links: dict[str, Source] = {}
+        for slot in raw.get("inputs") or []:
+            if not isinstance(slot, dict):
+                continue
+            name, source = str(slot.get("name", "")), None
+            if slot.get("link") is not None:
+                source = links.get(slot["link"])
+                if source is None:
+                    problems.add(node, f"input {name!r} uses link {slot['link']}, which the file does not define")
+            widget = slot.get("widget")
+            if isinstance(widget, dict) and "name" in widget:
+                # A widget turned into an input: its value comes from the link when there is one.
+                name = str(widget["name"])
+                if source is not None:
+                    widget_links[name] = source
+            elif source is not None:
+                node.links[name] = source
+            node.slots.append((name, str(slot.get("type", "")), source))
+        node.values = _widget_values(node, raw.get("widgets_values"))
+        node.links.update(widget_links)
+    for node in nodes.values():
+        for name, (origin, _) in node.links.items():
+            if origin not in nodes:
+                problems.add(node, f"input {name!r} is linked to node {origin}, which is not in the workflow")
+    return nodes
+
+
+def _widget_values(node: Node, values: Any) -> dict[str, Any]:
+    spec = SPECS.get(node.type)
+    if spec is None or values is None:
+        return {}
+    if isinstance(values, dict):
+        return {name: values[name] for name in spec.widgets if name in values}
+    if not isinstance(values, list):
+        return {}
+    if node.type == "OpenAIChatNode":
+        return _chat_widgets(values)
+    return dict(zip(spec.widgets, values, strict=False))
+
+
+def _chat_widgets(values: list[Any]) -> dict[str, Any]:
+    """prompt, persist_context, model; tolerant of a control_after_generate value a version might insert."""
+    found: dict[str, Any] = {}
+    if values:
+        found["prompt"] = values[0]
+    rest = [v for v in values[1:] if not (isinstance(v, str) and v in CONTROL_VALUES)]
+    flag = next((i for i, v in enumerate(rest) if isinstance(v, bool)), None)
+    if flag is not None:
+        found["persist_context"] = rest[flag]
+    model = next((v for v in rest[0 if flag is None else flag + 1 :] if isinstance(v, str)), None)
+    if model is not None:
+        found["model"] = model
+    return found
+
+
+def _api_nodes(workflow: dict[str, Any], problems: Problems) -> dict[str, Node]:
+    if not workflow or not all(isinstance(v, dict) and "class_type" in v for v in workflow.values()):
+        raise ToolError(
+            "This is not a ComfyUI workflow: expected the UI format (an object with 'nodes' and 'links', as "
+            "saved from ComfyUI) or the API format ({'<id>': {'class_type': ..., 'inputs': {...}}})."
+        )
+    if len(workflow) > MAX_NODES:
+        raise ToolError(f"The workflow has {len(workflow)} nodes; imagechat runs at most {MAX_NODES}.")
+    nodes: dict[str, Node] = {}
+    for key, raw in workflow.items():
+        node = Node(str(key), str(raw["class_type"]))
+        nodes[node.id] = node
+        inputs = raw.get("inputs") if isinstance(raw.get("inputs"), dict) else {}
+        for name, value in inputs.items():
+            if isinstance(value, list) and len(value) == 2 and isinstance(value[1], int):
+                node.links[str(name)] = (str(value[0]), value[1])
+            else:
+                node.values[str(name)] = value
+    for node in nodes.values():
+        for name, (origin, _) in node.links.items():
+            if origin not in nodes:
+                problems.add(node, f"input {name!r} is linked to node {origin}, which is not in the workflow")
+    return nodes
+
+
+# -- bypass, mute, checks, order --------------------------------------------------------------------
+
+
+def _active(node: Node) -> bool:
+    return node.mode not in (MUTED, BYPASSED) and node.type not in NOTE_TYPES and node.type != REROUTE
+
+
+def _skip_reason(node: Node) -> str:
+    if node.type in NOTE_TYPES:
+        return "a note"
+    if node.type == REROUTE:
+        return "a reroute (layout only; links are followed through it)"
+    if node.mode == MUTED:
+        return "muted: not run, and its outputs are absent"
+    return "bypassed: does not run; the nodes after it get its input of the same type, if it has one"
+
+
+def _rerouted(node: Node, nodes: dict[str, Node]) -> Node:
+    """The node with its links followed through reroutes and bypassed nodes, and cut at muted ones."""
+    wanted = {name: kind for name, kind, _ in node.slots}
+    links: dict[str, Source] = {}
+    for name, source in node.links.items():
+        found = _follow(source, wanted.get(name), nodes)
+        if found is not None:
+            links[name] = found
+    return Node(node.id, node.type, node.mode, node.values, links, node.slots)
+
+
+def _follow(source: Source, wanted: str | None, nodes: dict[str, Node]) -> Source | None:
+    seen: set[str] = set()
+    current: Source | None = source
+    while current is not None:
+        origin, slot = current
+        parent = nodes.get(origin)
+        if parent is None or origin in seen:
+            return None
+        seen.add(origin)
+        if parent.type == REROUTE:
+            current = parent.slots[0][2] if parent.slots else None
+        elif parent.mode == BYPASSED:
+            # As ComfyUI's frontend: the input at the same slot first, then any input, of the wanted type.
+            candidates = [slot, *range(len(parent.slots))]
+            match = next((i for i in candidates if 0 <= i < len(parent.slots) and parent.slots[i][1] == wanted), None)
+            current = parent.slots[match][2] if match is not None else None
+        elif parent.mode == MUTED or parent.type in NOTE_TYPES:
+            return None
+        else:
+            return current
+    return None
+
+
+def _check_node(node: Node, active: dict[str, Node], nodes: dict[str, Node], problems: Problems) -> None:
+    spec = SPECS[node.type]
+    for name, (origin, slot) in node.links.items():
+        expected = _input_type(node, name, spec)
+        if expected is None:
+            problems.add(node, f"has no input {name!r} that takes a link")
+            continue
+        parent = active[origin]
+        outputs = SPECS[parent.type].outputs
+        if not 0 <= slot < len(outputs):
+            problems.add(node, f"input {name!r} is linked to output {slot} of {parent.label}, which has none")
+        elif outputs[slot] == "MASK":
+            problems.add(node, f"input {name!r} takes a MASK from {parent.label}; imagechat does not use masks")
+        elif expected != "*" and outputs[slot] != expected:
+            problems.add(node, f"input {name!r} takes {expected} but is linked to a {outputs[slot]} output")
+    for name in sorted(spec.required):
+        if name not in node.links and node.values.get(name) is None:
+            problems.add(node, f"required input {name!r} is missing{_why_missing(node, name, nodes)}")
+    _check_values(node, problems)
+
+
+def _input_type(node: Node, name: str, spec: NodeSpec) -> str | None:
+    if name in spec.inputs:
+        return spec.inputs[name]
+    if name in spec.linkable:
+        return "STRING"
+    if node.type == "BatchImagesNode" and BATCH_INPUT.fullmatch(name):
+        return "IMAGE"
+    return None
+
+
+def _why_missing(node: Node, name: str, nodes: dict[str, Node]) -> str:
+    original = next((source for slot, _, source in node.slots if slot == name), None)
+    if original is None or original[0] not in nodes:
+        return ""
+    parent = nodes[original[0]]
+    if parent.mode == MUTED:
+        return f" (its link comes from muted {parent.label})"
+    if parent.mode == BYPASSED:
+        return f" (its link comes from bypassed {parent.label}, which has no connected input of that type)"
+    return ""
+
+
+def _check_values(node: Node, problems: Problems) -> None:
+    values = node.values
+    if node.type == "OpenAIChatConfig":
+        if values.get("truncation", "auto") not in ("auto", "disabled"):
+            problems.add(node, f"truncation must be 'auto' or 'disabled', not {values['truncation']!r}")
+        tokens = values.get("max_output_tokens")
+        if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, int)):
+            problems.add(node, f"max_output_tokens must be a whole number, not {tokens!r}")
+        if values.get("instructions") is not None and not isinstance(values["instructions"], str):
+            problems.add(node, "instructions must be text")
+    elif node.type == "OpenAIChatNode":
+        if "prompt" not in node.links and not isinstance(values.get("prompt"), str):
+            problems.add(node, "prompt must be text")
+        if not isinstance(values.get("persist_context", False), bool):
+            problems.add(node, f"persist_context must be true or false, not {values['persist_context']!r}")
+        model = values.get("model")
+        if model is not None and (not isinstance(model, str) or not model.strip()):
+            problems.add(node, f"model must name a model, not {model!r}")
+    elif node.type in ("LoadImage", "OpenAIInputFiles"):
+        try:
+            input_file_name(node, values.get("image" if node.type == "LoadImage" else "file"))
+        except ToolError as exc:
+            problems.add(None, str(exc).rstrip("."))
+
+
+def _ancestors(outputs: list[Node], active: dict[str, Node]) -> set[str]:
+    needed: set[str] = set()
+    stack = [n.id for n in outputs]
+    while stack:
+        current = stack.pop()
+        if current in needed:
+            continue
+        needed.add(current)
+        stack.extend(origin for origin, _ in active[current].links.values() if origin in active)
+    return needed
+
+
+def _ordered(nodes: dict[str, Node]) -> list[Node]:
+    """Dependencies first; among nodes that are ready, the lowest id first (a stable, readable order)."""
+    waiting = {i: {origin for origin, _ in n.links.values()} for i, n in nodes.items()}
+    order: list[Node] = []
+    while waiting:
+        ready = sorted((i for i, deps in waiting.items() if not deps), key=_id_key)
+        if not ready:
+            cycle = ", ".join(nodes[i].label for i in sorted(waiting, key=_id_key))
+            raise ToolError(f"The workflow cannot run (nothing was sent): its links form a cycle among {cycle}.")
+        for node_id in ready:
+            order.append(nodes[node_id])
+            del waiting[node_id]
+        for deps in waiting.values():
+            deps.difference_update(ready)
+    return order
+
+
+def _id_key(node_id: str) -> tuple[int, str]:
+    return (int(node_id), "") if node_id.isdigit() else (1 << 62, node_id)
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
