@@ -27,6 +27,18 @@ from tests.fake_upstream import FakeUpstream, Reply
 CALLS = 200
 
 
+def bench_settings(fake: FakeUpstream, state: Path) -> Settings:
+    return Settings(
+        store="memory",
+        state_dir=state,
+        allowed_dirs=[state],
+        api_key="sk-bench",
+        base_url=fake.base_url,
+        max_retries=0,
+        model="gpt-4o",
+    )
+
+
 async def direct(fake: FakeUpstream) -> list[float]:
     timings = []
     async with AsyncOpenAI(api_key="sk-bench", base_url=fake.base_url, max_retries=0) as client:
@@ -40,15 +52,7 @@ async def direct(fake: FakeUpstream) -> list[float]:
 
 
 async def through_chat(fake: FakeUpstream, state: Path, mode: str) -> list[float]:
-    settings = Settings(
-        store="memory",
-        state_dir=state,
-        allowed_dirs=[state],
-        api_key="sk-bench",
-        base_url=fake.base_url,
-        max_retries=0,
-        model="gpt-4o",
-    )
+    settings = bench_settings(fake, state)
     timings = []
     async with Client(build_server(settings), mode=mode) as client:
         for index in range(CALLS):
@@ -60,15 +64,7 @@ async def through_chat(fake: FakeUpstream, state: Path, mode: str) -> list[float
 
 
 async def progress_rate(fake: FakeUpstream, state: Path) -> tuple[int, float]:
-    settings = Settings(
-        store="memory",
-        state_dir=state,
-        allowed_dirs=[state],
-        api_key="sk-bench",
-        base_url=fake.base_url,
-        max_retries=0,
-        model="gpt-4o",
-    )
+    settings = bench_settings(fake, state)
     fake.add_reply(Reply(text=" ".join(["token"] * 100), chunks=100, chunk_delay=0.02))
     seen: list[float] = []
 

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver.exceptions import ToolError
 
-from server.upstream_responses import cut_off_guard, data_url
+from server.upstream_responses import content, cut_off_guard, data_url
 from tools.models import Usage
-from tools.ports import ChatReply, ChatRequest, FilePart, ImagePart, Listener, Message, TextPart
+from tools.ports import ChatReply, ChatRequest, FilePart, ImagePart, Listener, Part, TextPart
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -29,20 +29,12 @@ def file_text(part: FilePart) -> str:
     return f"Attached file {part.name}:\n{text}"
 
 
-def content(message: Message) -> list[dict[str, Any]] | str:
-    if message.role == "assistant":
-        return "".join(part.text for part in message.parts if isinstance(part, TextPart))
-    parts: list[dict[str, Any]] = []
-    for part in message.parts:
-        if isinstance(part, TextPart):
-            parts.append({"type": "text", "text": part.text})
-        elif isinstance(part, ImagePart):
-            parts.append(
-                {"type": "image_url", "image_url": {"url": data_url(part.mime, part.data), "detail": part.detail}}
-            )
-        elif isinstance(part, FilePart):
-            parts.append({"type": "text", "text": file_text(part)})
-    return parts
+def user_part(part: Part) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    if isinstance(part, ImagePart):
+        return {"type": "image_url", "image_url": {"url": data_url(part.mime, part.data), "detail": part.detail}}
+    return {"type": "text", "text": file_text(part)}
 
 
 def body(request: ChatRequest, *, openai_host: bool) -> dict[str, Any]:
@@ -51,7 +43,7 @@ def body(request: ChatRequest, *, openai_host: bool) -> dict[str, Any]:
     if options.instructions:
         # OpenAI's reasoning models call it "developer"; every server accepts "system".
         messages.append({"role": "system", "content": options.instructions})
-    messages += [{"role": m.role, "content": content(m)} for m in request.messages]
+    messages += [{"role": m.role, "content": content(m, user_part)} for m in request.messages]
     out: dict[str, Any] = {
         "model": options.model,
         "messages": messages,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -11,7 +11,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 from server.upstream_errors import scrub
 from tools.models import Usage
-from tools.ports import ChatReply, ChatRequest, FilePart, ImagePart, Listener, Message, TextPart, UpstreamFailure
+from tools.ports import ChatReply, ChatRequest, ImagePart, Listener, Message, Part, TextPart, UpstreamFailure
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -37,18 +37,19 @@ def data_url(mime: str, data: bytes) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 
 
-def content(message: Message) -> list[dict[str, Any]] | str:
+def user_part(part: Part) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"type": "input_text", "text": part.text}
+    if isinstance(part, ImagePart):
+        return {"type": "input_image", "image_url": data_url(part.mime, part.data), "detail": part.detail}
+    return {"type": "input_file", "filename": part.name, "file_data": data_url(part.mime, part.data)}
+
+
+def content(message: Message, render: Callable[[Part], dict[str, Any]] = user_part) -> list[dict[str, Any]] | str:
+    """A message's content: an assistant's as plain text, a user's as parts in their order."""
     if message.role == "assistant":
         return "".join(part.text for part in message.parts if isinstance(part, TextPart))
-    parts: list[dict[str, Any]] = []
-    for part in message.parts:
-        if isinstance(part, TextPart):
-            parts.append({"type": "input_text", "text": part.text})
-        elif isinstance(part, ImagePart):
-            parts.append({"type": "input_image", "image_url": data_url(part.mime, part.data), "detail": part.detail})
-        elif isinstance(part, FilePart):
-            parts.append({"type": "input_file", "filename": part.name, "file_data": data_url(part.mime, part.data)})
-    return parts
+    return [render(part) for part in message.parts]
 
 
 def body(request: ChatRequest, *, background: bool) -> dict[str, Any]:
