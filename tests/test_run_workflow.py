@@ -21,7 +21,7 @@ from tests import images
 from tests.conftest import connect
 from tests.fake_upstream import FakeUpstream, Reply
 from tests.helpers import call, decoded_image, fails, user_content
-from tools import workflow_graph
+from tools import workflow_graph, workflow_nodes
 
 FIXTURE = Path(__file__).parent / "fixtures" / "comfyui" / "api_openai_chat.json"
 RED, GREEN, BLUE = (200, 30, 30), (30, 200, 30), (30, 30, 200)
@@ -314,9 +314,9 @@ async def test_input_dir_and_workflow_paths_stay_inside_the_allowed_folders(
 
 
 def test_chat_widgets_tolerate_a_control_value_and_a_missing_model() -> None:
-    parsed = workflow_graph._chat_widgets(["Describe", 42, "randomize", True, "gpt-4o"])
+    parsed = workflow_nodes._chat_widgets(["Describe", 42, "randomize", True, "gpt-4o"])
     assert parsed == {"prompt": "Describe", "persist_context": True, "model": "gpt-4o"}
-    assert workflow_graph._chat_widgets(["Describe", False]) == {"prompt": "Describe", "persist_context": False}
+    assert workflow_nodes._chat_widgets(["Describe", False]) == {"prompt": "Describe", "persist_context": False}
 
 
 def test_the_template_plan_runs_in_link_order() -> None:

@@ -23,7 +23,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from mcp.server.mcpserver.exceptions import ToolError
 
-from server.fetch import Fetcher, FetchError, literal_ip, refusal_reason
+from server.addresses import literal_ip, refusal_reason
+from server.fetch import Fetcher, FetchError
 from server.sources import Resolver, SourceReader, default_allowed_dirs
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4

@@ -21,7 +21,7 @@ import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
-from tools import model_rules, workflow_graph
+from tools import model_rules, workflow_graph, workflow_nodes
 from tools.attach_file import store_document
 from tools.chat import ChatResult, Progress, StartingPoint, chat
 from tools.deps import Deps, check_conversation_id
@@ -254,7 +254,7 @@ async def store_file(deps: Deps, path: str) -> str:
 def linked(outputs: dict[str, list[Any]], node: Node, name: str) -> Any:
     """The value on input `name`, or an empty batch when nothing is connected (an optional input)."""
     if name not in node.links:
-        kind = workflow_graph.SPECS[node.type].inputs.get(name)
+        kind = workflow_nodes.SPECS[node.type].inputs.get(name)
         return Files([]) if kind == "OPENAI_INPUT_FILES" else Images([])
     origin, slot = node.links[name]
     return outputs[origin][slot]

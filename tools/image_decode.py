@@ -1,0 +1,255 @@
+"""Reading image files with Pillow: header checks (format, pixel limit), decoding, conversion to 8-bit sRGB."""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from PIL import ExifTags, Image, ImageCms, ImageFile, UnidentifiedImageError
+
+ALLOWED_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF"})
+_MIME = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "GIF": "image/gif",
+    "BMP": "image/bmp",
+    "TIFF": "image/tiff",
+    "AVIF": "image/avif",
+}
+# Only these decoders are ever tried, so exotic formats (EPS runs Ghostscript) never are.
+# Our limit (IMAGECHAT_MAX_PIXELS), checked from the header before any pixel is decoded, replaces Pillow's
+# global one: Pillow's would silently cap everyone at 89.5 MP whatever the setting says, and only warns below 2x.
+Image.MAX_IMAGE_PIXELS = None
+_OPEN_FORMATS = tuple(sorted(ALLOWED_FORMATS))
+# What Pillow raises on malformed input varies by plugin; all of it means "bad file".
+_DECODE_ERRORS = (
+    OSError,
+    ValueError,
+    SyntaxError,
+    EOFError,
+    struct.error,
+    IndexError,
+    KeyError,
+    TypeError,
+    ZeroDivisionError,
+    OverflowError,
+    MemoryError,
+    Image.DecompressionBombError,
+)
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_RETRY = "Re-export or re-download the file and load it again."
+
+
+class ImageRejected(ValueError):
+    """The input cannot be used; the message says what is wrong and what to do."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    format: str  # Pillow format name, e.g. "JPEG" (a multi-picture JPEG reports "JPEG")
+    mime: str
+    width: int  # as displayed, i.e. after EXIF orientation
+    height: int
+    frames: int  # 1 for a still image; pages for a multi-page TIFF
+    has_alpha: bool  # an alpha channel or transparent colour exists (it may be all opaque)
+
+
+def sniff_mime(data: bytes) -> str | None:
+    """The image MIME type from the magic bytes (no decoding), or None."""
+    head = data[:32]
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "image/tiff"
+    if head.startswith(b"BM") and len(head) >= 14:
+        return "image/bmp"
+    if head[4:8] == b"ftyp":  # ISO-BMFF: AVIF when the major or a compatible brand says so
+        box = data[: min(int.from_bytes(data[:4], "big"), 256)]
+        brands = {box[i : i + 4] for i in range(8, len(box) - 3, 4)}
+        if brands & {b"avif", b"avis"}:
+            return "image/avif"
+    return None
+
+
+@contextmanager
+def _decoding() -> Iterator[None]:
+    try:
+        yield
+    except ImageRejected:
+        raise
+    except _DECODE_ERRORS as exc:
+        raise ImageRejected(f"The image data is corrupt or truncated ({exc}). {_RETRY}") from exc
+
+
+def _open(data: bytes, max_pixels: int) -> ImageFile.ImageFile:
+    """Open the header only, enforcing the format allow-list and the pixel limit."""
+    limit = _limit(max_pixels)
+    try:
+        img = Image.open(io.BytesIO(data), formats=_OPEN_FORMATS)
+    except UnidentifiedImageError as exc:
+        allowed = ", ".join(_OPEN_FORMATS)
+        raise ImageRejected(f"Not a supported image (accepted formats: {allowed}). Convert it to PNG or JPEG.") from exc
+    except Image.DecompressionBombError as exc:
+        raise _too_large("its header declares a size far over the limit", limit) from exc
+    if _format(img) not in ALLOWED_FORMATS:
+        raise ImageRejected(f"Image format {img.format} is not accepted. Convert it to PNG or JPEG.")
+    width, height = img.size
+    if width < 1 or height < 1:
+        raise ImageRejected(f"The image has no pixels ({width}x{height}). {_RETRY}")
+    if width * height > limit:
+        raise _too_large(f"{width}x{height}", limit)
+    return img
+
+
+def _limit(max_pixels: int) -> int:
+    return max_pixels
+
+
+def _too_large(what: object, limit: int) -> ImageRejected:
+    return ImageRejected(
+        f"The image is too large ({what}); the limit is {limit / 1e6:.1f} megapixels "
+        "per image (IMAGECHAT_MAX_PIXELS). Resize it below the limit and load it again."
+    )
+
+
+def _format(img: Image.Image) -> str:
+    # A multi-picture JPEG (phone and camera photos with an embedded preview) is a JPEG
+    # whose first picture is the photo.
+    return "JPEG" if img.format == "MPO" else str(img.format)
+
+
+def _frames(img: Image.Image) -> int:
+    return 1 if img.format == "MPO" else int(getattr(img, "n_frames", 1))
+
+
+def _orientation(img: Image.Image) -> int:
+    # A PNG may keep EXIF after the pixel data; reading it would force a full decode, so
+    # only EXIF found in the header counts there.
+    if img.format == "PNG" and "exif" not in img.info:
+        return 1
+    value = img.getexif().get(ExifTags.Base.Orientation, 1)
+    return value if isinstance(value, int) and value in _TRANSPOSE else 1
+
+
+def _has_alpha(img: Image.Image) -> bool:
+    return img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
+
+
+def inspect_image(data: bytes, *, max_pixels: int, max_frames: int) -> ImageInfo:
+    """Check and describe an image from its header, without decoding pixels.
+
+    `frames` reports the true frame count: `max_frames` limits nothing here because
+    `load_frames` samples long animations down to its own cap.
+    """
+    with _decoding():
+        img = _open(data, max_pixels)
+        width, height = img.size
+        if _orientation(img) in (5, 6, 7, 8):
+            width, height = height, width
+        fmt = _format(img)
+        return ImageInfo(fmt, _MIME[fmt], width, height, _frames(img), _has_alpha(img))
+
+
+def decode_check(data: bytes, *, max_pixels: int) -> None:
+    """Decode the (first) image fully, so truncated or corrupt files are refused now.
+
+    JPEGs decode at 1/8 scale: every byte is still entropy-decoded, so truncation is
+    caught, at a fraction of the cost.
+    """
+    with _decoding():
+        _decode(data, (1, 1), max_pixels)
+
+
+def _decode(data: bytes, size: tuple[int, int], max_pixels: int) -> tuple[ImageFile.ImageFile, int]:
+    """The first image decoded (JPEG at reduced DCT scale), and its EXIF orientation."""
+    img = _open(data, max_pixels)
+    orientation = _orientation(img)
+    if img.format in ("JPEG", "MPO"):
+        stored = (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
+        img.draft(None, stored)  # keeps the mode; scales by 1/2, 1/4 or 1/8 while still >= stored
+    img.load()
+    return img, orientation
+
+
+def _upright(img: Image.Image, orientation: int) -> Image.Image:
+    return img.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else img
+
+
+def decode_scaled(data: bytes, *, size: tuple[int, int], max_pixels: int) -> Image.Image:
+    """Decode the first image, EXIF-rotated, at no less than `size` (displayed orientation).
+
+    JPEGs are decoded through the DCT at the smallest 1/2, 1/4 or 1/8 scale that still
+    covers `size`, which is several times cheaper than a full decode of a large photo.
+    """
+    with _decoding():
+        img, orientation = _decode(data, size, max_pixels)
+        return _upright(img, orientation)
+
+
+def _to_8bit_gray(img: Image.Image) -> Image.Image:
+    """16-bit and 32-bit grayscale to 8 bits by scaling (Pillow's convert would clip at 255)."""
+    as_float = img.convert("F")
+    if img.mode.startswith("I;16"):
+        top = 65535.0
+    else:  # "I" or "F": no bit depth recorded, so scale by the values present
+        low, high = (float(v) for v in as_float.getextrema())  # type: ignore[arg-type]
+        top = 1.0 if low >= 0 and high <= 1.0 else max(high, 255.0)
+    return as_float.point(lambda v: v * (255.0 / top)).convert("L")
+
+
+def _normalize(img: Image.Image) -> Image.Image:
+    """Convert to L, RGB, LA or RGBA in sRGB; drop an alpha channel that is fully opaque."""
+    mode = img.mode
+    icc = img.info.get("icc_profile")
+    if mode.startswith("I") or mode == "F":
+        img = _to_8bit_gray(img)
+    elif mode in ("1", "L"):
+        img = img.convert("L")
+    elif mode in ("LA", "La"):
+        img = img.convert("LA")
+    elif mode in ("P", "PA"):
+        img = img.convert("RGBA" if _has_alpha(img) else "RGB")
+    elif mode in ("RGB", "RGBA", "CMYK") and icc:
+        img = _to_srgb(img, icc)
+    elif mode in ("RGBA", "RGBa"):
+        img = img.convert("RGBA")
+    elif mode != "RGB":  # CMYK, YCbCr, LAB, HSV, RGBX ...
+        img = img.convert("RGB")
+    # The pixels are sRGB now; a PNG encoder would otherwise re-attach the old profile.
+    img.info.pop("icc_profile", None)
+    if img.mode in ("RGBA", "LA") and img.getchannel("A").getextrema() == (255, 255):
+        img = img.convert(img.mode[:-1])
+    return img
+
+
+def _to_srgb(img: Image.Image, icc: bytes) -> Image.Image:
+    # The model reads pixel values as sRGB: a Display P3 photo or a CMYK print file looks
+    # wrong unless converted through its embedded profile.
+    out_mode = "RGBA" if img.mode == "RGBA" else "RGB"
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if img.mode != "CMYK" and "srgb" in ImageCms.getProfileDescription(source).lower():
+            return img  # already sRGB
+        srgb = ImageCms.createProfile("sRGB")
+        converted = ImageCms.profileToProfile(img, source, srgb, outputMode=out_mode)
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        converted = None  # unusable profile: plain conversion
+    return converted if converted is not None else img.convert(out_mode)
