@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -19,8 +20,8 @@ from pydantic import BaseModel, Field
 from tools import model_rules, pricing
 from tools.deps import Deps, check_conversation_id
 from tools.jobs import Job
-from tools.models import Conversation, Turn, Usage
-from tools.ports import ContextLost
+from tools.models import Conversation, Options, Turn, Usage
+from tools.ports import ChatRequest, ContextLost
 from tools.request import TokenEstimate, abbreviate, build_request, estimate, image_ref
 from tools.sanitize import clean_text
 from tools.turns import announce, refresh, settle
@@ -140,6 +141,17 @@ async def chat(
     return await follow(deps, job, wait, progress)
 
 
+@dataclass(frozen=True)
+class Resolved:
+    """A plan read against the conversation as it is now."""
+
+    options: Options
+    images: list[str]
+    files: list[str]
+    parent: int | None
+    notes: list[str]
+
+
 class Plan:
     """What one chat call asked for, turned into a request once the conversation is ours."""
 
@@ -159,9 +171,7 @@ class Plan:
         self.starting_point = starting_point
         self.model = model.strip() if model and model.strip() else None
 
-    async def prepare(
-        self, deps: Deps, conversation: Conversation
-    ) -> tuple[Any, list[str], list[str], int | None, list[str]]:
+    def resolve(self, deps: Deps, conversation: Conversation) -> Resolved:
         options = conversation.options
         notes: list[str] = []
         if self.model and self.model != options.model:
@@ -171,27 +181,39 @@ class Plan:
         if len(image_ids) > deps.limits.max_images_per_turn:
             raise ToolError(f"{len(image_ids)} images in one turn; the limit is {deps.limits.max_images_per_turn}.")
         parent = choose_parent(conversation, self.persist_context, self.starting_point)
-        return options, image_ids, file_ids, parent, notes
+        return Resolved(options, image_ids, file_ids, parent, notes)
 
     async def dry_run(self, deps: Deps, conversation_id: str) -> ChatResult:
         conversation = await deps.conversation(conversation_id)
-        options, image_ids, file_ids, parent, notes = await self.prepare(deps, conversation)
-        request = await build_request(
-            deps, conversation, options, prompt=self.prompt, images=image_ids, files=file_ids, parent=parent
-        )
+        plan = self.resolve(deps, conversation)
+        request = await self.request(deps, conversation, plan)
         tokens = estimate(request)
         return ChatResult(
             conversation_id=conversation_id,
             turn=None,
             status="dry_run",
-            model=options.model,
-            parent=parent,
-            images=image_ids,
-            files=file_ids,
-            notes=notes,
+            model=plan.options.model,
+            parent=plan.parent,
+            images=plan.images,
+            files=plan.files,
+            notes=plan.notes,
             request=abbreviate(deps.upstream.render(request)),
             estimated_input_tokens=tokens,
-            estimated_cost_usd=pricing.estimate(options.model, tokens.total, options.max_output_tokens),
+            estimated_cost_usd=pricing.estimate(plan.options.model, tokens.total, plan.options.max_output_tokens),
+        )
+
+    async def request(
+        self, deps: Deps, conversation: Conversation, plan: Resolved, *, replay: bool = False
+    ) -> ChatRequest:
+        return await build_request(
+            deps,
+            conversation,
+            plan.options,
+            prompt=self.prompt,
+            images=plan.images,
+            files=plan.files,
+            parent=plan.parent,
+            replay=replay,
         )
 
     def run(self, deps: Deps) -> Callable[[Job], Awaitable[None]]:
@@ -199,40 +221,28 @@ class Plan:
             # One turn at a time per conversation: a second chat waits rather than interleaving with the first.
             async with deps.store.lock(f"turn:{job.conversation_id}"):
                 conversation = await deps.conversation(job.conversation_id)
-                options, image_ids, file_ids, parent, notes = await self.prepare(deps, conversation)
-                job.notes.extend(notes)
+                plan = self.resolve(deps, conversation)
+                job.notes.extend(plan.notes)
                 job.number = conversation.next_number()
                 deps.jobs.register(job)
                 job.draft = Turn(
                     turn=job.number,
-                    parent=parent,
+                    parent=plan.parent,
                     prompt=self.prompt,
-                    images=image_ids,
-                    files=file_ids,
+                    images=plan.images,
+                    files=plan.files,
                     status="running",
-                    model=options.model,
-                    instructions=options.instructions,
+                    model=plan.options.model,
+                    instructions=plan.options.instructions,
                 )
                 job.consumed = (self.images is None, self.files is None)
-                request = await build_request(
-                    deps, conversation, options, prompt=self.prompt, images=image_ids, files=file_ids, parent=parent
-                )
                 try:
                     try:
-                        reply = await deps.upstream.send(request, job)
+                        reply = await deps.upstream.send(await self.request(deps, conversation, plan), job)
                     except ContextLost:
                         job.notes.append("The upstream no longer had the previous response; the history was replayed.")
-                        request = await build_request(
-                            deps,
-                            conversation,
-                            options,
-                            prompt=self.prompt,
-                            images=image_ids,
-                            files=file_ids,
-                            parent=parent,
-                            replay=True,
-                        )
-                        reply = await deps.upstream.send(request, job)
+                        replayed = await self.request(deps, conversation, plan, replay=True)
+                        reply = await deps.upstream.send(replayed, job)
                 except BaseException as exc:
                     await settle(deps, job, None, exc)
                     raise
