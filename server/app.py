@@ -33,7 +33,8 @@ detail, limits. Optional.
 3. chat(prompt) sends the prompt with the waiting images and files; the conversation continues from the last \
 turn unless persist_context=false or starting_point is given. dry_run=true shows the request without sending.
 4. preview() shows the last answer again; preview(target='conversation') the whole exchange.
-A slow answer comes back as status 'running' with its turn number: chat(turn=N) or preview() fetches it later. run_workflow runs a ComfyUI OpenAI Chat workflow file as a whole.
+A slow answer comes back as status 'running' with its turn number: chat(turn=N) or preview() fetches it \
+later. run_workflow runs a ComfyUI OpenAI Chat workflow file as a whole.
 Every tool takes conversation_id (default 'default') to keep separate conversations apart."""
 
 
