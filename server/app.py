@@ -115,21 +115,30 @@ def _first_allowed(reader: SourceReader) -> Path | None:
     return allowed[0] if allowed else None
 
 
+@asynccontextmanager
+async def opened(settings: Settings, *, reader: SourceReader | None = None) -> AsyncIterator[Deps]:
+    """Deps with the task group that chat turns run in, closed on the way out (the server and the CLI)."""
+    deps = make_deps(settings, reader=reader)
+    try:
+        async with deps.jobs.running():
+            yield deps
+    finally:
+        await deps.upstream.close()
+        await deps.store.close()
+
+
 def build_server(settings: Settings, *, reader: SourceReader | None = None) -> ImageChatServer:
     """The server for `settings`; `reader` is a test hook (see make_deps)."""
     logsafe.install(settings.api_key)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Deps]) -> AsyncIterator[Deps]:
-        deps = make_deps(settings, reader=reader)
-        server.current = deps
-        try:
-            async with deps.jobs.running():
+        async with opened(settings, reader=reader) as deps:
+            server.current = deps
+            try:
                 yield deps
-        finally:
-            server.current = None
-            await deps.upstream.close()
-            await deps.store.close()
+            finally:
+                server.current = None
 
     server = ImageChatServer(
         "imagechat-mcp",

@@ -214,20 +214,15 @@ def fail(exc: BaseException, code: int, prefix: str = "") -> int:
 
 async def with_deps(settings: Settings, job: Callable[[Deps], Awaitable[T]]) -> T:
     """Deps as the server builds them, with the task group chat turns run in, closed afterwards."""
-    from server.app import make_deps
+    from server.app import opened
 
-    deps = make_deps(settings)
     done: list[T] = []
     failed: list[Exception] = []
-    try:
-        async with deps.jobs.running():
-            try:
-                done.append(await job(deps))
-            except Exception as exc:  # raised after the task group, so it is not wrapped in a group
-                failed.append(exc)
-    finally:
-        await deps.upstream.close()
-        await deps.store.close()
+    async with opened(settings) as deps:
+        try:
+            done.append(await job(deps))
+        except Exception as exc:  # raised after the task group, so it is not wrapped in a group
+            failed.append(exc)
     if failed:
         raise failed[0]
     return done[0]
