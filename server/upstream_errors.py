@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-SECRET = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+[A-Za-z0-9._\-]+)")
-
-
-def scrub(text: str) -> str:
-    return SECRET.sub("[redacted]", text)
+from server.logsafe import redact
 
 
 def upstream_message(exc: Exception) -> str:
     """The upstream's own words: the SDK keeps the JSON `error` object as `body`."""
     body: Any = getattr(exc, "body", None)
     if isinstance(body, dict) and body.get("message"):
-        return scrub(str(body["message"]))
+        return redact(str(body["message"]))
     if isinstance(body, str) and body.strip():
-        return scrub(body.strip()[:500])
-    return scrub(str(getattr(exc, "message", "") or exc))
+        return redact(body.strip()[:500])
+    return redact(str(getattr(exc, "message", "") or exc))
 
 
 def explain(exc: Exception, *, base_url: str, model: str) -> str:
@@ -74,7 +69,7 @@ def explain(exc: Exception, *, base_url: str, model: str) -> str:
         return f"The upstream failed ({getattr(exc, 'status_code', 500)}), even after retries. Try again later."
     if isinstance(exc, openai.APIStatusError):
         return f"The upstream answered {exc.status_code}: {detail}"
-    return f"The upstream call failed: {scrub(type(exc).__name__)}: {scrub(str(exc))}"
+    return f"The upstream call failed: {redact(type(exc).__name__)}: {redact(str(exc))}"
 
 
 def is_missing_previous(exc: Exception) -> bool:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 
-from server.upstream_errors import scrub
+from server.logsafe import redact
 from tools.models import Usage
 from tools.ports import ChatReply, ChatRequest, ImagePart, Listener, Message, Part, TextPart, UpstreamFailure
 
@@ -101,7 +101,7 @@ def reply_of(final: Any, *, model: str, background: bool, streamed_text: str = "
         return None
     if status == "failed":
         error = getattr(final, "error", None)
-        reason = scrub(str(getattr(error, "message", None) or "no reason given"))
+        reason = redact(str(getattr(error, "message", None) or "no reason given"))
         raise UpstreamFailure(f"The model failed to answer: {reason}. Try again, or change the prompt or model.")
     if status == "cancelled":
         raise UpstreamFailure("The response was cancelled upstream before it finished. Ask again.")
@@ -138,7 +138,7 @@ async def stream(client: AsyncOpenAI, payload: dict[str, Any], listener: Listene
                 final = event.response
             elif kind == "error":
                 raise UpstreamFailure(
-                    f"The upstream reported an error mid-answer: {scrub(str(event.message))}. Try the turn again."
+                    f"The upstream reported an error mid-answer: {redact(str(event.message))}. Try the turn again."
                 )
     finally:
         await events.close()
