@@ -56,7 +56,7 @@ async def serve(
     settings: Settings, mode: str, reader: SourceReader | None = None, **changes: Any
 ) -> AsyncIterator[Client]:
     server = build_server(replace(settings, **changes) if changes else settings, reader=reader)
-    async with Client(server, mode=mode) as client:  # type: ignore[arg-type]
+    async with Client(server, mode=mode) as client:
         yield client
 
 

@@ -51,7 +51,7 @@ async def test_load_options_chat_preview_sends_the_seed_request(
     assert parts[0]["text"] == "Describe this image"
     mime, data = decoded_image(parts[1])
     with Image.open(io.BytesIO(data)) as sent:
-        assert mime == f"image/{sent.format.lower()}" and sent.size == (64, 48)
+        assert mime == f"image/{(sent.format or '').lower()}" and sent.size == (64, 48)
         assert sent.convert("RGB").getpixel((10, 10)) == (200, 30, 30)
     assert parts[2]["filename"] == "notes.txt" and parts[2]["file_data"].startswith("data:text/plain;base64,")
 
