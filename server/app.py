@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from mcp.server.lowlevel.helper_types import ReadResourceContents
@@ -62,7 +60,7 @@ class ImageChatServer(MCPServer[Deps]):
             return result
         if not str(uri).startswith("image://"):
             return [logsafe.scrub_contents(item) for item in result]
-        from tools.imaging import sniff_mime
+        from tools.image_mime import sniff_mime
 
         return [
             ReadResourceContents(
@@ -76,17 +74,15 @@ class ImageChatServer(MCPServer[Deps]):
 
 def make_deps(settings: Settings, *, reader: SourceReader | None = None) -> Deps:
     """`reader` replaces the configured source reader (tests point URLs at local servers with it)."""
-    from server.sources import SourceReader as SafeReader
-    from server.sources import default_allowed_dirs
+    from server.folders import allowed_folders
+    from server.sources import SafeSourceReader
     from server.upstream import OpenAIUpstream
 
     if reader is None:
-        allowed = settings.allowed_dirs if settings.allowed_dirs else default_allowed_dirs(Path(os.getcwd()))
-        if settings.input_dir is not None:
-            # Naming an input folder for workflow files is consent to read from it.
-            allowed = [*allowed, settings.input_dir]
-        reader = SafeReader(
-            allowed,
+        # Naming an input folder for workflow files is consent to read from it.
+        named = [settings.input_dir] if settings.input_dir is not None else []
+        reader = SafeSourceReader(
+            allowed_folders(settings.allowed_dirs, named),
             allow_hidden=settings.allow_hidden,
             allow_http=settings.allow_http,
             max_bytes=max(settings.max_image_bytes, settings.max_file_bytes),
@@ -106,13 +102,8 @@ def make_deps(settings: Settings, *, reader: SourceReader | None = None) -> Deps
         presets=instruction_texts(),
         limits=limits,
         wait_seconds=settings.wait_seconds,
-        input_dir=settings.input_dir or _first_allowed(reader),
+        input_dir=settings.input_dir or next(iter(reader.allowed_dirs), None),
     )
-
-
-def _first_allowed(reader: SourceReader) -> Path | None:
-    allowed: tuple[Path, ...] = getattr(reader, "allowed_dirs", ())
-    return allowed[0] if allowed else None
 
 
 @asynccontextmanager

@@ -250,10 +250,9 @@ def script_settings(args: argparse.Namespace) -> Settings:
         named.append(input_dir)
     if not named:
         return settings
-    from server.sources import default_allowed_dirs
+    from server.folders import allowed_folders
 
-    base = settings.allowed_dirs if settings.allowed_dirs else default_allowed_dirs(Path.cwd())
-    return dataclasses.replace(settings, allowed_dirs=[*base, *named])
+    return dataclasses.replace(settings, allowed_dirs=allowed_folders(settings.allowed_dirs, named))
 
 
 def absolute(path: str) -> str:
@@ -262,7 +261,7 @@ def absolute(path: str) -> str:
 
 def stdin_source(limit: int) -> str:
     """Standard input as a data: URL, so it goes through load_image like any other source."""
-    from tools.imaging import sniff_mime
+    from tools.image_mime import sniff_mime
 
     data = sys.stdin.buffer.read(limit + 1)
     if len(data) > limit:

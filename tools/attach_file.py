@@ -10,9 +10,9 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel
 
 from tools.deps import Deps, check_conversation_id, content_id
-from tools.load_image import short
 from tools.models import FileRecord
 from tools.sanitize import clean_text
+from tools.source_label import source_label
 
 # What OpenAI's input_file accepts and ComfyUI's Input Files node offers, by extension.
 DOCUMENT_TYPES = {
@@ -87,7 +87,7 @@ async def store_document(deps: Deps, source: str) -> FileRecord:
     if not PurePosixPath(name).suffix:
         name += MEDIA_TO_EXT[mime]
     if not read.data:
-        raise ToolError(f"{short(source)!r} is empty: there is nothing to attach.")
+        raise ToolError(f"{source_label(source)} is empty: there is nothing to attach.")
     check_content(name, mime, read.data)
     record = FileRecord(file_id=content_id("file", read.data), name=name, mime=mime, bytes=len(read.data))
     await deps.store.put_file(record, read.data)

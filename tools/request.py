@@ -56,25 +56,25 @@ async def prepared_image(deps: Deps, image_id: str, options: Options) -> ImagePa
             f"No image with id {image_id!r} is loaded. Call load_image first; its result gives the image_id."
         )
     record, data = found
-    detail = options.detail
     try:
-        width, height = image_sizing.target_size(record.width, record.height, detail=detail, model=options.model)
+        target = image_sizing.target(record.width, record.height, detail=options.detail, model=options.model)
     except image_sizing.DetailNotSupported as exc:
         raise ToolError(f"{exc} Change it with set_options(detail=...).") from None
-    tokens = image_sizing.image_tokens(record.width, record.height, detail=detail, model=options.model)
-    key = f"{image_id}/{width}x{height}"
+    key = f"{image_id}/{target.width}x{target.height}"
     cached = await deps.store.get_variant(key)
     if cached is not None:
         mime, blob = cached
-        return ImagePart(image_id, mime, blob, detail, width, height, tokens)
+        return ImagePart(image_id, mime, blob, target.detail, target.width, target.height, target.tokens)
     from tools import imaging  # Pillow is imported on first use, not at start-up
 
     prepared = await anyio.to_thread.run_sync(
-        functools.partial(imaging.prepare, data, detail=detail, model=options.model, max_pixels=deps.limits.max_pixels),
+        functools.partial(imaging.prepare, data, target=target, max_pixels=deps.limits.max_pixels),
         limiter=deps.image_workers,
     )
     await deps.store.put_variant(key, prepared.mime, prepared.data)
-    return ImagePart(image_id, prepared.mime, prepared.data, detail, prepared.width, prepared.height, prepared.tokens)
+    return ImagePart(
+        image_id, prepared.mime, prepared.data, target.detail, prepared.width, prepared.height, prepared.tokens
+    )
 
 
 async def file_part(deps: Deps, file_id: str) -> FilePart:

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
@@ -212,15 +211,8 @@ async def read_inputs(deps: Deps, plan: Plan, folder: Path | None) -> dict[str, 
         if folder is None:
             problems.add(node, f"{name!r} is looked up in the input folder, and none is set. {INPUT_DIR_HINT}")
             continue
-        path = str(folder / name)
-        # Say plainly that a file is missing only when it would be inside the folder: whether a file exists
-        # elsewhere (a symlink out) is the reader's to refuse without telling.
-        target = await anyio.Path(path).resolve()
-        inside = target.is_relative_to(await anyio.Path(folder).resolve())
-        if inside and not await target.exists():
-            problems.add(node, f"{name!r} is not in the input folder {str(folder)!r}")
-            continue
         try:
+            path = await deps.reader.path_in(folder, name)
             if image:
                 outputs[node.id] = [await store_images(deps, path), None]
             else:
