@@ -2,8 +2,9 @@
 
 `load_image` and `attach_file` take a source from a model that may have been prompt-injected, so the
 reader assumes every source is hostile: local files only inside the allowed folders (after following
-symlinks), no hidden files, regular files only, sizes capped; URLs through server.fetch, which only
-reaches public addresses. Errors are `ToolError`s that name the source (never its contents), say what
+symlinks), no hidden files, regular files only, sizes capped (the rules in server.folders); URLs through
+server.fetch, which only reaches public addresses. `SafeSourceReader` is the `tools.ports.SourceReader`
+that the server gives the steps. Errors are `ToolError`s that name the source (never its contents), say what
 went wrong and what to do instead.
 """
 
