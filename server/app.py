@@ -111,7 +111,7 @@ async def opened(settings: Settings, *, reader: SourceReader | None = None) -> A
     """Deps with the task group that chat turns run in, closed on the way out (the server and the CLI)."""
     deps = make_deps(settings, reader=reader)
     try:
-        async with deps.jobs.running():
+        async with deps.turns.running():
             yield deps
     finally:
         await deps.upstream.close()

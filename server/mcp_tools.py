@@ -146,54 +146,17 @@ def register_tools(server: MCPServer[Deps]) -> None:
         ),
     )
     async def chat(
-        prompt: Annotated[str, Field(description="What to ask or tell the model about the images.")],
+        prompt: chat_step.Prompt,
         ctx: Context[Deps, Any],
         conversation_id: ConversationId = "default",
-        images: Annotated[
-            list[str] | None,
-            Field(description=("Image ids (or image://<id>) to send; default: the images loaded since the last turn.")),
-        ] = None,
-        files: Annotated[
-            list[str] | None,
-            Field(description=("File ids to send; default: the files attached since the last turn.")),
-        ] = None,
-        persist_context: Annotated[
-            bool, Field(description=("Continue the conversation (true) or send a stand-alone turn (false)."))
-        ] = True,
-        starting_point: Annotated[
-            int | str | None,
-            Field(
-                description=(
-                    "Continue from this earlier turn number instead of the last, or 'start' to begin afresh. "
-                    "Later turns are kept."
-                )
-            ),
-        ] = None,
-        model: Annotated[str | None, Field(description="Use this model for this turn only.")] = None,
-        dry_run: Annotated[
-            bool,
-            Field(
-                description="Return the request that would be sent and its estimated tokens and cost, without "
-                "calling the model."
-            ),
-        ] = False,
-        wait_seconds: Annotated[
-            float | None,
-            Field(
-                ge=0,
-                le=3600,
-                description="How long to wait for the answer before returning status 'running' "
-                "(default: the server's IMAGECHAT_WAIT_SECONDS, just under a minute).",
-            ),
-        ] = None,
-        turn: Annotated[
-            int | None,
-            Field(
-                ge=1,
-                description="Instead of asking anything: wait for this earlier turn (one that came back "
-                "'running') and return its answer. The prompt is ignored.",
-            ),
-        ] = None,
+        images: chat_step.ImageIds = None,
+        files: chat_step.FileIds = None,
+        persist_context: chat_step.PersistContext = True,
+        starting_point: chat_step.ContinueFrom = None,
+        model: chat_step.TurnModel = None,
+        dry_run: chat_step.DryRun = False,
+        wait_seconds: chat_step.WaitSeconds = None,
+        turn: chat_step.TurnNumber = None,
     ) -> chat_step.ChatResult:
         """Send one turn to the model (ComfyUI's OpenAI Chat node): the prompt, then the images, then the
         files. Returns the answer text with status, usage and the turn number. A slow answer returns
@@ -219,8 +182,10 @@ def register_tools(server: MCPServer[Deps]) -> None:
 
     @server.tool(
         title="Preview",
+        # Not read-only and not closed-world: after a restart it fetches a background answer from the upstream
+        # and records it. Idempotent all the same: asking again shows the same thing and changes nothing more.
         annotations=ToolAnnotations(
-            read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+            read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True
         ),
     )
     async def preview(

@@ -10,9 +10,9 @@ from pathlib import Path
 import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 
-from tools.jobs import Jobs
 from tools.models import Conversation, Options
 from tools.ports import SourceReader, Store, Upstream
+from tools.running import RunningTurns
 
 
 @dataclass(frozen=True)
@@ -35,9 +35,9 @@ class Deps:
     limits: Limits = field(default_factory=Limits)
     # How long chat waits before answering "running" (IMAGECHAT_WAIT_SECONDS).
     wait_seconds: float = 50.0
-    # Turns being generated in this process, and the task group they run in (owned by the server's lifespan,
-    # so a generation outlives the request that started it).
-    jobs: Jobs = field(default_factory=lambda: Jobs())
+    # Turns being generated in this process, the task group they run in (owned by the server's lifespan, so a
+    # generation outlives the request that started it) and this process's owner id, made once per Deps.
+    turns: RunningTurns = field(default_factory=lambda: RunningTurns())
     # Where workflow files' LoadImage / OpenAIInputFiles names are looked up (ComfyUI's input folder).
     input_dir: Path | None = None
     # Pillow releases the GIL, but 2-core laptops still choke on ten 24 MP decodes at once.

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from tools.deps import Deps, check_conversation_id
 from tools.models import Conversation, Turn
-from tools.turns import refresh
+from tools.turn import refresh
 
 PreviewFormat = Literal["text", "json", "markdown"]
 # Claude Desktop refuses images over 1 MiB once base64 is added; stay well under.
