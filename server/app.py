@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -91,23 +92,25 @@ def make_deps(settings: Settings, *, reader: SourceReader | None = None) -> Deps
             allow_http=settings.allow_http,
             max_bytes=max(settings.max_image_bytes, settings.max_file_bytes),
         )
-    limits = Limits(
-        max_image_bytes=settings.max_image_bytes,
-        max_file_bytes=settings.max_file_bytes,
-        max_pixels=settings.max_pixels,
-        max_frames=settings.max_frames,
-        max_prompt_chars=settings.max_prompt_chars,
-    )
     return Deps(
         store=open_store(settings),
         reader=reader,
         upstream=OpenAIUpstream(settings),
         default_model=settings.model,
         presets=instruction_texts(),
-        limits=limits,
+        limits=limits_of(settings),
         wait_seconds=settings.wait_seconds,
         input_dir=settings.input_dir or _first_allowed(reader),
     )
+
+
+def limits_of(settings: Settings) -> Limits:
+    """The steps' limits: each configurable one is the setting of the same name (Limits has no defaults of its
+    own for them, so the settings table's default is the only one)."""
+    configured = {item.name for item in dataclasses.fields(Limits)} & {
+        item.name for item in dataclasses.fields(settings)
+    }
+    return Limits(**{name: getattr(settings, name) for name in sorted(configured)})
 
 
 def _first_allowed(reader: SourceReader) -> Path | None:

@@ -108,6 +108,17 @@ def budget(deps: Deps, wait_seconds: float | None) -> float:
     return wait
 
 
+def check_prompt(deps: Deps, prompt: str) -> None:
+    """chat's rules for a prompt (a workflow's pre-flight checks its chat nodes' prompts with them too)."""
+    if not prompt or not prompt.strip():
+        raise ToolError("prompt is empty: say what you want to know about the images.")
+    if len(prompt) > deps.limits.max_prompt_chars:
+        raise ToolError(
+            f"prompt is {len(prompt)} characters; the limit is {deps.limits.max_prompt_chars} "
+            "(IMAGECHAT_MAX_PROMPT_CHARS). Attach long text as a file with attach_file instead."
+        )
+
+
 async def chat(
     deps: Deps,
     prompt: str,
@@ -126,13 +137,7 @@ async def chat(
     wait = budget(deps, wait_seconds)
     if turn is not None:
         return await wait_for_turn(deps, conversation_id, turn, wait, progress)
-    if not prompt or not prompt.strip():
-        raise ToolError("prompt is empty: say what you want to know about the images.")
-    if len(prompt) > deps.limits.max_prompt_chars:
-        raise ToolError(
-            f"prompt is {len(prompt)} characters; the limit is {deps.limits.max_prompt_chars} "
-            "(IMAGECHAT_MAX_PROMPT_CHARS). Attach long text as a file with attach_file instead."
-        )
+    check_prompt(deps, prompt)
     plan = Plan(clean_text(prompt), images, files, persist_context, starting_point, model)
     if dry_run:
         return await plan.dry_run(deps, conversation_id)
