@@ -18,7 +18,7 @@ from pydantic import AnyUrl
 from prompts import instruction_texts
 from prompts.register import register_prompts
 from server import logsafe
-from server.settings import Settings
+from server.settings import DEFAULTS, Settings
 from server.stores import open_store
 from tools.deps import Deps, Limits
 from tools.ports import SourceReader
@@ -105,12 +105,10 @@ def make_deps(settings: Settings, *, reader: SourceReader | None = None) -> Deps
 
 
 def limits_of(settings: Settings) -> Limits:
-    """The steps' limits: each configurable one is the setting of the same name (Limits has no defaults of its
-    own for them, so the settings table's default is the only one)."""
-    configured = {item.name for item in dataclasses.fields(Limits)} & {
-        item.name for item in dataclasses.fields(settings)
-    }
-    return Limits(**{name: getattr(settings, name) for name in sorted(configured)})
+    """The steps' limits: each configurable one is the setting of the same name. Limits has no defaults of its
+    own for them, so the settings table's default is the only one."""
+    configurable = (item.name for item in dataclasses.fields(Limits) if item.name in DEFAULTS)
+    return Limits(**{name: getattr(settings, name) for name in configurable})
 
 
 def _first_allowed(reader: SourceReader) -> Path | None:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from pydantic.fields import FieldInfo
 
 from tools import model_rules
-from tools.deps import Deps
+from tools.deps import ConversationId, Deps
 from tools.models import DEFAULT_MAX_OUTPUT_TOKENS, Detail, Options, ReasoningEffort, ResponseFormat, Truncation
 
 ModelArg = Annotated[str | None, Field(description="Model, e.g. gpt-4.1-mini, gpt-4o, o3, gpt-5.")]
@@ -161,7 +161,7 @@ def apply(deps: Deps, current: Options, changes: OptionChanges) -> tuple[Options
 
 
 async def set_options(
-    deps: Deps, conversation_id: str = "default", changes: OptionChanges | None = None
+    deps: Deps, conversation_id: ConversationId = "default", changes: OptionChanges | None = None
 ) -> OptionsResult:
     changes = changes or OptionChanges()
     check_changes(deps, changes)
