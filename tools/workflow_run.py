@@ -124,19 +124,20 @@ async def batch_images(run: Run, node: Node) -> Outputs:
 # -- options and chat ---------------------------------------------------------------------------------
 
 
-def config_from(values: dict[str, object], instructions: str | None) -> ChatConfig:
+def config_of(node: Node, linked_instructions: str | None = None) -> ChatConfig:
+    """What an OpenAIChatConfig node gives. Instructions fed by a link are `linked_instructions`: None before
+    the run gets there, so the pre-flight checks what the file itself says."""
+    values = node.values
     truncation: Literal["auto", "disabled"] = "disabled" if values.get("truncation") == "disabled" else "auto"
     tokens = values.get("max_output_tokens")
+    widget = values.get("instructions")
+    instructions = linked_instructions if "instructions" in node.links else widget if isinstance(widget, str) else None
     return ChatConfig(truncation, tokens if isinstance(tokens, int) else None, instructions)
 
 
 async def chat_config(run: Run, node: Node) -> Outputs:
-    if "instructions" in node.links:
-        instructions: str | None = as_text(run.linked(node, "instructions"))
-    else:
-        widget = node.values.get("instructions")
-        instructions = widget if isinstance(widget, str) else None
-    return (config_from(node.values, instructions),)
+    linked = as_text(run.linked(node, "instructions")) if "instructions" in node.links else None
+    return (config_of(node, linked),)
 
 
 def model_of(deps: Deps, node: Node) -> str:
@@ -168,12 +169,7 @@ async def check_chat(run: Run, node: Node, problems: Problems) -> None:
     """Refuse up front what set_options or chat would refuse later, and resolve a starting-point tag."""
     deps = run.deps
     config_node = options_node(run, node)
-    config = None
-    if config_node is not None:  # instructions fed by a link are known only when the run gets there
-        widget = config_node.values.get("instructions")
-        linked = "instructions" in config_node.links
-        config = config_from(config_node.values, widget if isinstance(widget, str) and not linked else None)
-    changes = option_changes(deps, node, config)
+    changes = option_changes(deps, node, config_of(config_node) if config_node is not None else None)
     try:
         options.check_changes(deps, changes)
     except ToolError as exc:
