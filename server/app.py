@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,7 +16,7 @@ from pydantic import AnyUrl
 from prompts import instruction_texts
 from prompts.register import register_prompts
 from server import logsafe
-from server.settings import Settings
+from server.settings import DEFAULTS, Settings
 from server.stores import open_store
 from tools.deps import Deps, Limits
 from tools.ports import SourceReader
@@ -87,23 +88,23 @@ def make_deps(settings: Settings, *, reader: SourceReader | None = None) -> Deps
             allow_http=settings.allow_http,
             max_bytes=max(settings.max_image_bytes, settings.max_file_bytes),
         )
-    limits = Limits(
-        max_image_bytes=settings.max_image_bytes,
-        max_file_bytes=settings.max_file_bytes,
-        max_pixels=settings.max_pixels,
-        max_frames=settings.max_frames,
-        max_prompt_chars=settings.max_prompt_chars,
-    )
     return Deps(
         store=open_store(settings),
         reader=reader,
         upstream=OpenAIUpstream(settings),
         default_model=settings.model,
         presets=instruction_texts(),
-        limits=limits,
+        limits=limits_of(settings),
         wait_seconds=settings.wait_seconds,
         input_dir=settings.input_dir or next(iter(reader.allowed_dirs), None),
     )
+
+
+def limits_of(settings: Settings) -> Limits:
+    """The steps' limits: each configurable one is the setting of the same name. Limits has no defaults of its
+    own for them, so the settings table's default is the only one."""
+    configurable = (item.name for item in dataclasses.fields(Limits) if item.name in DEFAULTS)
+    return Limits(**{name: getattr(settings, name) for name in configurable})
 
 
 @asynccontextmanager

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import ToolAnnotations
-from pydantic import Field
 
 from tools import workflow as workflow_step
 from tools.deps import Deps
@@ -20,30 +19,10 @@ def register_workflow_tool(server: MCPServer[Deps]) -> None:
         ),
     )
     async def run_workflow(
-        workflow: Annotated[
-            str | dict[str, Any],
-            Field(
-                description="A ComfyUI workflow: the path of its .json file inside the allowed folders, or the JSON "
-                "object itself, in the UI format (nodes and links, as saved from ComfyUI) or the API format "
-                "({'<id>': {'class_type', 'inputs'}})."
-            ),
-        ],
+        workflow: workflow_step.WorkflowArg,
         ctx: Context[Deps, Any],
-        input_dir: Annotated[
-            str | None,
-            Field(
-                description="Folder where LoadImage and OpenAIInputFiles names are looked up, like ComfyUI's input "
-                "folder; must be inside the allowed folders. Default: the server's input folder."
-            ),
-        ] = None,
-        name: Annotated[
-            str | None,
-            Field(
-                max_length=80,
-                description="Names the run's conversations 'workflow:<name>:node<id>'. Default: the file's name "
-                "without .json, or the workflow's id. Keep it to continue conversations across runs.",
-            ),
-        ] = None,
+        input_dir: workflow_step.InputDirArg = None,
+        name: workflow_step.RunNameArg = None,
     ) -> workflow_step.WorkflowResult:
         """Run a ComfyUI OpenAI Chat workflow file: LoadImage, ImageBatch/BatchImagesNode, OpenAIChatConfig,
         OpenAIInputFiles, OpenAIChatNode and PreviewAny nodes, in link order, honouring muted and bypassed

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from mcp.server.mcpserver.exceptions import ToolError
 
+from server.app import limits_of
+from server.settings import Settings
 from server.stores.memory import MemoryStore
 from tests import images
-from tools.deps import Deps, Limits
+from tools.deps import Deps
 from tools.models import Conversation, FileRecord, ImageRecord, Options, Turn, TurnStatus
 from tools.plan import ChatCall, StartingPoint, TurnPlan, choose_parent, plan_turn
-from tools.ports import ChatReply, ChatRequest, FilePart, ImagePart, Listener, SourceBytes, TextPart
+from tools.ports import ChatReply, ChatRequest, FilePart, ImagePart, Listener, SourceData, TextPart
 from tools.request import build_request, compose
 
 
@@ -184,7 +187,19 @@ def test_a_user_message_is_the_text_then_the_images_then_the_files() -> None:
 
 
 class NoSources:
-    async def read(self, source: str, *, max_bytes: int | None = None, kind: str = "image") -> SourceBytes:
+    """Building a request reads nothing from outside: every way in fails the test."""
+
+    @property
+    def allowed_dirs(self) -> tuple[Path, ...]:
+        return ()
+
+    async def allowed_folder(self, folder: str, *, argument: str) -> Path:
+        raise AssertionError("building a request reads nothing from outside")
+
+    async def path_in(self, folder: Path, name: str) -> str:
+        raise AssertionError("building a request reads nothing from outside")
+
+    async def read(self, source: str, *, max_bytes: int | None = None, kind: str = "image") -> SourceData:
         raise AssertionError("building a request reads nothing from outside")
 
 
@@ -216,7 +231,8 @@ def deps() -> Iterator[Deps]:
         upstream=NoUpstream(),
         default_model="gpt-4.1-mini",
         presets={},
-        limits=Limits(),
+        limits=limits_of(Settings()),
+        wait_seconds=Settings().wait_seconds,
     )
 
 

@@ -117,7 +117,15 @@ def result_of(conversation_id: str, turn: Turn, notes: list[str] | None = None) 
     )
 
 
+def budget(deps: Deps, wait_seconds: float | None) -> float:
+    wait = deps.wait_seconds if wait_seconds is None else wait_seconds
+    if not 0 <= wait <= MAX_WAIT:
+        raise ToolError(f"wait_seconds must be between 0 and {MAX_WAIT:.0f}, not {wait}.")
+    return wait
+
+
 def check_prompt(deps: Deps, prompt: str) -> None:
+    """chat's rules for a prompt (a workflow's pre-flight checks its chat nodes' prompts with them too)."""
     if not prompt or not prompt.strip():
         raise ToolError("prompt is empty: say what you want to know about the images.")
     if len(prompt) > deps.limits.max_prompt_chars:
@@ -125,13 +133,6 @@ def check_prompt(deps: Deps, prompt: str) -> None:
             f"prompt is {len(prompt)} characters; the limit is {deps.limits.max_prompt_chars} "
             "(IMAGECHAT_MAX_PROMPT_CHARS). Attach long text as a file with attach_file instead."
         )
-
-
-def budget(deps: Deps, wait_seconds: float | None) -> float:
-    wait = deps.wait_seconds if wait_seconds is None else wait_seconds
-    if not 0 <= wait <= MAX_WAIT:
-        raise ToolError(f"wait_seconds must be between 0 and {MAX_WAIT:.0f}, not {wait}.")
-    return wait
 
 
 async def chat(

@@ -33,10 +33,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
-Detail = Literal["auto", "low", "high", "original"]
-DETAILS: tuple[Detail, ...] = ("auto", "low", "high", "original")
+from tools.models import Detail as Detail  # re-exported: imaging and the benchmarks take it from here
+
+DETAILS: tuple[Detail, ...] = get_args(Detail)
 
 _PATCH = 32  # px per patch side (patch models)
 _TILE = 512  # px per tile side (tile models)

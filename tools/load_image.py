@@ -5,13 +5,13 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
-from tools.deps import Deps, check_conversation_id, content_id
+from tools.deps import ConversationId, Deps, check_conversation_id, content_id
 from tools.models import ImageRecord
 from tools.sanitize import clean_text
 from tools.source_label import source_label
@@ -21,6 +21,25 @@ if TYPE_CHECKING:
 
 Frames = Literal["first", "all"]
 IMAGE_SCHEME = "image://"
+
+# The step's arguments; the MCP tool's parameters are these (server/mcp_tools.py).
+SourceArg = Annotated[
+    str | list[str],
+    Field(
+        description=(
+            "One image or a list: a file path, a file:// URL, a data:image/...;base64, URL, or image://<id> of "
+            "an image loaded before. Local files must be inside the allowed folders."
+        )
+    ),
+]
+FramesArg = Annotated[
+    Frames,
+    Field(
+        description=(
+            "For animated images: 'first' frame only, or 'all' frames (sampled evenly up to a cap) as a batch."
+        )
+    ),
+]
 
 
 class LoadedImage(BaseModel):
@@ -93,7 +112,7 @@ async def read_images(deps: Deps, source: str, frames: Frames) -> list[tuple[Ima
 
 
 async def load_image(
-    deps: Deps, source: str | list[str], conversation_id: str = "default", frames: Frames = "first"
+    deps: Deps, source: SourceArg, conversation_id: ConversationId = "default", frames: FramesArg = "first"
 ) -> LoadImageResult:
     sources = [source] if isinstance(source, str) else list(source)
     if not sources:
