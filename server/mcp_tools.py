@@ -18,15 +18,18 @@ from tools import chat as chat_step
 from tools import load_image as load_step
 from tools import options as options_step
 from tools import preview as preview_step
+from tools.chat import Progress
 from tools.deps import ConversationId, Deps
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def parameters_of(step: Callable[..., Any]) -> list[inspect.Parameter]:
-    """A step's parameters after `deps`, as the tool's keyword arguments."""
+def parameters_of(
+    step: Callable[..., Any], leave_out: frozenset[str] | set[str] = frozenset()
+) -> list[inspect.Parameter]:
+    """A step's parameters after `deps`, as the tool's keyword arguments (less those the MCP layer fills in)."""
     parameters = list(inspect.signature(step, eval_str=True).parameters.values())[1:]
-    return [parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY) for parameter in parameters]
+    return [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in parameters if p.name not in leave_out]
 
 
 def takes(parameters: Iterable[inspect.Parameter]) -> Callable[[F], F]:
@@ -44,6 +47,15 @@ def takes(parameters: Iterable[inspect.Parameter]) -> Callable[[F], F]:
 
 def deps_of(ctx: Context[Deps, Any]) -> Deps:
     return ctx.request_context.lifespan_context
+
+
+def progress_of(ctx: Context[Deps, Any]) -> Progress:
+    """The step's progress callback, as MCP progress notifications to this call's client."""
+
+    async def progress(done: float, total: float | None, message: str) -> None:
+        await ctx.report_progress(done, total, message)
+
+    return progress
 
 
 def register_tools(server: MCPServer[Deps]) -> None:
@@ -95,40 +107,12 @@ def register_tools(server: MCPServer[Deps]) -> None:
             read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
         ),
     )
-    async def chat(
-        prompt: chat_step.Prompt,
-        ctx: Context[Deps, Any],
-        conversation_id: ConversationId = "default",
-        images: chat_step.ImageIds = None,
-        files: chat_step.FileIds = None,
-        persist_context: chat_step.PersistContext = True,
-        starting_point: chat_step.ContinueFrom = None,
-        model: chat_step.TurnModel = None,
-        dry_run: chat_step.DryRun = False,
-        wait_seconds: chat_step.WaitSeconds = None,
-        turn: chat_step.TurnNumber = None,
-    ) -> chat_step.ChatResult:
+    @takes(parameters_of(chat_step.chat, leave_out={"progress"}))
+    async def chat(ctx: Context[Deps, Any], **arguments: Any) -> chat_step.ChatResult:
         """Send one turn to the model (ComfyUI's OpenAI Chat node): the prompt, then the images, then the
         files. Returns the answer text with status, usage and the turn number. A slow answer returns
         status 'running' with its turn number; chat(turn=<n>) or preview fetches it when it is done."""
-
-        async def progress(done: float, total: float | None, message: str) -> None:
-            await ctx.report_progress(done, total, message)
-
-        return await chat_step.chat(
-            deps_of(ctx),
-            prompt,
-            conversation_id,
-            images=images,
-            files=files,
-            persist_context=persist_context,
-            starting_point=starting_point,
-            model=model,
-            dry_run=dry_run,
-            progress=progress,
-            wait_seconds=wait_seconds,
-            turn=turn,
-        )
+        return await chat_step.chat(deps_of(ctx), progress=progress_of(ctx), **arguments)
 
     @server.tool(
         title="Preview",

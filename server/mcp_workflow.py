@@ -7,6 +7,7 @@ from typing import Any
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import ToolAnnotations
 
+from server.mcp_tools import progress_of
 from tools import workflow as workflow_step
 from tools.deps import Deps
 
@@ -32,8 +33,4 @@ def register_workflow_tool(server: MCPServer[Deps]) -> None:
         folder = None
         if input_dir is not None and input_dir.strip():
             folder = await deps.reader.allowed_folder(input_dir, argument="input_dir")
-
-        async def progress(done: float, total: float | None, message: str) -> None:
-            await ctx.report_progress(done, total, message)
-
-        return await workflow_step.run_workflow(deps, workflow, input_dir=folder, name=name, progress=progress)
+        return await workflow_step.run_workflow(deps, workflow, input_dir=folder, name=name, progress=progress_of(ctx))

@@ -18,7 +18,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
 from tools import pricing
-from tools.deps import Deps, check_conversation_id
+from tools.deps import ConversationId, Deps, check_conversation_id
 from tools.models import Turn, Usage
 from tools.plan import ChatCall, plan_turn
 from tools.plan import StartingPoint as StartingPoint
@@ -138,7 +138,7 @@ def check_prompt(deps: Deps, prompt: str) -> None:
 async def chat(
     deps: Deps,
     prompt: Prompt,
-    conversation_id: str = "default",
+    conversation_id: ConversationId = "default",
     images: ImageIds = None,
     files: FileIds = None,
     persist_context: PersistContext = True,
