@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import anyio
 from mcp.server.mcpserver.exceptions import ToolError
@@ -65,6 +65,11 @@ class OpenAIUpstream:
         """The base URL as it may be shown: without userinfo and query values."""
         return logsafe.display_url(self.base_url)
 
+    def shown_endpoint(self, endpoint: str) -> str:
+        """Where a request to `endpoint` goes, as it may be shown (the base URL's query comes after the path)."""
+        parts = urlsplit(self.base_url)
+        return logsafe.display_url(urlunsplit(parts._replace(path=parts.path.rstrip("/") + endpoint)))
+
     @property
     def openai_host(self) -> bool:
         return urlsplit(self.base_url).hostname == "api.openai.com"
@@ -79,9 +84,13 @@ class OpenAIUpstream:
                 raise UpstreamFailure(NO_KEY)
             from openai import AsyncOpenAI
 
+            # A query in the base URL (a gateway's ?api-key=...) goes on every request: the SDK would otherwise
+            # append the endpoint's path to the query.
+            parts = urlsplit(self.base_url)
             self._client = AsyncOpenAI(
                 api_key=self.settings.api_key,
-                base_url=self.base_url,
+                base_url=urlunsplit(parts._replace(query="", fragment="")),
+                default_query=dict(parse_qsl(parts.query)) or None,
                 timeout=self.settings.timeout,
                 max_retries=self.settings.max_retries,
             )
@@ -120,7 +129,7 @@ class OpenAIUpstream:
 
     def render(self, request: ChatRequest) -> dict[str, Any]:
         endpoint = "/chat/completions" if self.api == "chat" else "/responses"
-        rendered = {"api": self.api, "endpoint": self.shown_url + endpoint, "body": self.payload(request)}
+        rendered = {"api": self.api, "endpoint": self.shown_endpoint(endpoint), "body": self.payload(request)}
         if self._api is None:
             rendered["note"] = "IMAGECHAT_API=auto: Chat Completions is used instead if the upstream lacks Responses."
         notes = self.notes(request)
