@@ -89,9 +89,7 @@ async def test_an_invalid_model_400_lists_the_served_models(
     assert "Invalid model name passed in model=gpt-99" in message
 
 
-async def test_a_pdf_goes_to_chat_completions_as_a_file_part(
-    settings: Settings, pictures: Path, mode: str
-) -> None:
+async def test_a_pdf_goes_to_chat_completions_as_a_file_part(settings: Settings, pictures: Path, mode: str) -> None:
     with FakeUpstream(serve_responses=False) as chat_only:
         chat_only.add_reply(Reply(text="A one-page PDF."))
         async with connect(settings, mode, base_url=chat_only.base_url, api="chat") as client:
