@@ -29,6 +29,7 @@ import base64
 import logging
 import re
 import threading
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -69,7 +70,7 @@ _URL_QUERY = re.compile(r"(?i)(\b[a-z][a-z0-9+.\-]*://[^\s?#\"'<>]*\?)([^\s#\"'<
 _QUERY_VALUE = re.compile(r"(=)[^&;]+")
 
 _secrets: set[str] = set()
-_secret_pattern: re.Pattern[str] | None = None
+_forms: _Forms | None = None
 _lock = threading.Lock()
 _factory_installed = False
 
@@ -107,25 +108,49 @@ def cut(text: str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
 
 
+@dataclass(frozen=True)
+class _Forms:
+    """The configured secrets as text may carry them. Replaced whole, never changed, so readers need no lock."""
+
+    # Plain, hex and the base64 cores: found with str's fast substring search.
+    literals: tuple[str, ...] = ()
+    # Escaped character by character (JSON \\uXXXX or \\/, URL %XX, in any mix): only worth a regex when the
+    # text holds a backslash or a percent sign at all.
+    escaped: re.Pattern[str] | None = None
+
+    def scrub(self, text: str) -> str:
+        for form in self.literals:
+            if form in text:
+                text = text.replace(form, REDACTED)
+        if self.escaped is not None and ("\\" in text or "%" in text):
+            text = self.escaped.sub(REDACTED, text)
+        return text
+
+    def found_in(self, text: str) -> bool:
+        if any(form in text for form in self.literals):
+            return True
+        return self.escaped is not None and ("\\" in text or "%" in text) and self.escaped.search(text) is not None
+
+
 def _add_secret(secret: str | None) -> None:
-    global _secret_pattern
+    global _forms
     if secret and len(secret.strip()) >= MIN_SECRET_LENGTH and secret.strip() not in _secrets:
         _secrets.add(secret.strip())
-        forms = sorted({form for value in _secrets for form in _encodings(value)}, key=len, reverse=True)
-        _secret_pattern = re.compile("|".join(forms))
+        literals = {form for value in _secrets for form in _literal_forms(value)}
+        escaped = "|".join("".join(_char_forms(char) for char in value) for value in _secrets)
+        _forms = _Forms(tuple(sorted(literals, key=len, reverse=True)), re.compile(escaped))
 
 
-def _encodings(secret: str) -> list[str]:
-    """Regular expressions for `secret` as text may carry it: plain or escaped character by character
-    (JSON \\uXXXX, URL %XX), hex, and base64 at each of the three alignments it can have inside longer data."""
+def _literal_forms(secret: str) -> list[str]:
+    """`secret` plain, hex-encoded, and base64-encoded at each of the three alignments it can have inside
+    longer data ("Bearer KEY", "user:KEY"), in both base64 alphabets."""
     raw = secret.encode()
-    chars = "".join(_char_forms(char) for char in secret)
-    forms = [chars, _any_case(raw.hex())]
+    forms = [secret, raw.hex(), raw.hex().upper()]
     for offset in range(3):
         encoded = base64.b64encode(b"\0" * offset + raw).decode()
         # Skip the characters that mix in the preceding bytes and stop before those that mix in the following.
         core = encoded[(offset * 8 + 5) // 6 : (offset + len(raw)) * 8 // 6]
-        forms += [re.escape(core), re.escape(core.replace("+", "-").replace("/", "_"))]
+        forms += [core, core.replace("+", "-").replace("/", "_")]
     return forms
 
 
@@ -165,8 +190,8 @@ def install(secret: str | None) -> None:
 
 def scrub_secrets(text: str) -> str:
     """`text` without the configured key(s), in any of the forms `_encodings` knows; nothing else changes."""
-    pattern = _secret_pattern
-    return text if pattern is None else pattern.sub(REDACTED, text)
+    forms = _forms
+    return text if forms is None else forms.scrub(text)
 
 
 def redact(text: str) -> str:
@@ -254,7 +279,8 @@ def scrub_contents(item: ReadResourceContents) -> ReadResourceContents:
 
 def _mentions_secret(value: Any) -> bool:
     if isinstance(value, str):
-        return _secret_pattern is not None and _secret_pattern.search(value) is not None
+        forms = _forms
+        return forms is not None and forms.found_in(value)
     if isinstance(value, TextContent):
         return _mentions_secret(value.text)
     if isinstance(value, dict):

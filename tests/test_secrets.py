@@ -8,13 +8,17 @@ import logging
 import socket
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from mcp import Client
+from mcp.client.stdio import stdio_client
 
 from server.settings import Settings
 from tests.conftest import connect
 from tests.fake_upstream import FakeUpstream, Reply
 from tests.helpers import call, fails
+from tests.test_stdio import server_params
 
 KEY = "gw-9f8e7d6c5b4a39281706f5e4d3"  # not shaped like an OpenAI key: only knowing it can remove it
 PASSWORD = "hunter2-proxy-pass"
@@ -136,3 +140,28 @@ async def test_log_lines_show_no_credentials(settings: Settings, caplog: pytest.
         ("/v1/responses", {"api-key": QUERY_KEY}),
         ("/v1/chat/completions", {"api-key": QUERY_KEY}),
     ]
+
+
+async def test_over_stdio_the_log_shows_neither_the_base_url_credentials_nor_an_encoded_key(
+    tmp_path: Path, pictures: Path
+) -> None:
+    with FakeUpstream(serve_responses=False) as chat_only:
+        chat_only.fail(400, message=f"Bad key {FORMS['base64 of a Basic credential']}", path="/v1/chat/completions")
+        params = server_params(tmp_path / "state", pictures, chat_only)
+        params.env = {
+            **(params.env or {}),
+            "OPENAI_API_KEY": KEY,
+            "OPENAI_BASE_URL": credentialed(chat_only.base_url),
+            "IMAGECHAT_LOG_LEVEL": "DEBUG",
+        }
+        stderr = tmp_path / "stderr.log"
+        with stderr.open("w", encoding="utf-8") as errlog:
+            async with Client(stdio_client(params, errlog=errlog), mode="legacy") as client:
+                rejected = await fails(client, "chat", {"prompt": "hi"})
+                dry = await call(client, "chat", {"prompt": "hi", "dry_run": True})
+    log = stderr.read_text(encoding="utf-8")
+    assert "does not serve the Responses API" in log and "HTTP Request" in log  # the log was written
+    assert_hidden(log)
+    assert_hidden(rejected + json.dumps(dry))
+    for form in FORMS.values():
+        assert form[4:24] not in log and form[4:24] not in rejected
