@@ -12,6 +12,12 @@ removed where text leaves the process:
 - Tool results, errors and text resources: `scrub_result`, `scrub_error` and `scrub_contents` (used by
   server.app) remove the configured key itself. Shapes are not matched there, so that a file named
   `sk-landscape.png` or a model's answer about key formats is shown as it is.
+- The configured key is removed in the forms an upstream may quote it back in, not only verbatim:
+  base64 (also inside a longer base64 text such as "Bearer KEY" or a Basic credential, at any alignment),
+  hex, JSON `\\u` escapes and URL %-escapes (any mix of escaped and plain characters).
+- A URL with credentials (`http://user:password@proxy/v1?api-key=...`) is shown by `display_url` without
+  its userinfo and query values; in log lines, the userinfo and query values of any URL are removed, and
+  `protect_url` adds a base URL's credentials to the secrets.
 
 Keys shorter than 8 characters are the dummy keys local servers accept ("ollama", "x") and are left
 alone: redacting every "x" would make the logs unreadable and protect nothing.
@@ -19,10 +25,13 @@ alone: redacting every "x" would make the logs unreadable and protect nothing.
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import threading
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver.exceptions import ToolError
@@ -31,7 +40,10 @@ from mcp_types import CallToolResult, TextContent
 __all__ = [
     "REDACTED",
     "RedactingFilter",
+    "cut",
+    "display_url",
     "install",
+    "protect_url",
     "redact",
     "scrub_contents",
     "scrub_error",
@@ -50,11 +62,110 @@ _PATTERNS = (
     ),
     re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=\-]+"),
     re.compile(r"()\bsk-[A-Za-z0-9_\-]{6,}"),
+    # A URL's userinfo (http://user:password@host).
+    re.compile(r"(?i)(\b[a-z][a-z0-9+.\-]*://)[^/\s@?#\"'<>]+(?=@)"),
 )
+# A URL's query, whose values may be keys or signatures (?api-key=..., ?sig=...).
+_URL_QUERY = re.compile(r"(?i)(\b[a-z][a-z0-9+.\-]*://[^\s?#\"'<>]*\?)([^\s#\"'<>]+)")
+_QUERY_VALUE = re.compile(r"(=)[^&;]+")
 
 _secrets: set[str] = set()
+_forms: _Forms | None = None
 _lock = threading.Lock()
 _factory_installed = False
+
+
+def display_url(url: str) -> str:
+    """`url` as it may be shown anywhere: no userinfo, query values replaced, no fragment."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # a malformed port or host: show nothing that could be a credential
+        return "[a malformed URL]"
+    if ":" in host:
+        host = f"[{host}]"
+    query = "&".join(f"{name}={REDACTED}" for name, _ in parse_qsl(parts.query, keep_blank_values=True))
+    return urlunsplit((parts.scheme, host + port, parts.path, query, ""))
+
+
+def protect_url(url: str | None) -> None:
+    """Treat the credentials in `url` (its password, user name and query values) as secrets from now on."""
+    if not url:
+        return
+    try:
+        parts = urlsplit(url)
+        found = [parts.password, parts.username, *(value for _, value in parse_qsl(parts.query))]
+    except ValueError:
+        return
+    with _lock:
+        for value in found:
+            _add_secret(value)
+
+
+def cut(text: str, limit: int = 500) -> str:
+    """`text` at most `limit` characters long. Cut only text already redacted: a secret cut in two is not found."""
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+@dataclass(frozen=True)
+class _Forms:
+    """The configured secrets as text may carry them. Replaced whole, never changed, so readers need no lock."""
+
+    # Plain, hex and the base64 cores: found with str's fast substring search.
+    literals: tuple[str, ...] = ()
+    # Escaped character by character (JSON \\uXXXX or \\/, URL %XX, in any mix): only worth a regex when the
+    # text holds a backslash or a percent sign at all.
+    escaped: re.Pattern[str] | None = None
+
+    def scrub(self, text: str) -> str:
+        for form in self.literals:
+            if form in text:
+                text = text.replace(form, REDACTED)
+        if self.escaped is not None and ("\\" in text or "%" in text):
+            text = self.escaped.sub(REDACTED, text)
+        return text
+
+    def found_in(self, text: str) -> bool:
+        if any(form in text for form in self.literals):
+            return True
+        return self.escaped is not None and ("\\" in text or "%" in text) and self.escaped.search(text) is not None
+
+
+def _add_secret(secret: str | None) -> None:
+    global _forms
+    if secret and len(secret.strip()) >= MIN_SECRET_LENGTH and secret.strip() not in _secrets:
+        _secrets.add(secret.strip())
+        literals = {form for value in _secrets for form in _literal_forms(value)}
+        escaped = "|".join("".join(_char_forms(char) for char in value) for value in _secrets)
+        _forms = _Forms(tuple(sorted(literals, key=len, reverse=True)), re.compile(escaped))
+
+
+def _literal_forms(secret: str) -> list[str]:
+    """`secret` plain, hex-encoded, and base64-encoded at each of the three alignments it can have inside
+    longer data ("Bearer KEY", "user:KEY"), in both base64 alphabets."""
+    raw = secret.encode()
+    forms = [secret, raw.hex(), raw.hex().upper()]
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + raw).decode()
+        # Skip the characters that mix in the preceding bytes and stop before those that mix in the following.
+        core = encoded[(offset * 8 + 5) // 6 : (offset + len(raw)) * 8 // 6]
+        forms += [core, core.replace("+", "-").replace("/", "_")]
+    return forms
+
+
+def _char_forms(char: str) -> str:
+    code = ord(char)
+    escaped = [re.escape(char), r"\\u" + _any_case(f"{code:04x}")]
+    if code < 128:
+        escaped.append("%" + _any_case(f"{code:02x}"))
+    if char == "/":
+        escaped.append(r"\\/")
+    return "(?:" + "|".join(escaped) + ")"
+
+
+def _any_case(hex_digits: str) -> str:
+    return "".join(f"[{d}{d.upper()}]" if d.isalpha() else d for d in hex_digits)
 
 
 def install(secret: str | None) -> None:
@@ -63,8 +174,7 @@ def install(secret: str | None) -> None:
     Safe to call more than once (each server built in one process adds its key)."""
     global _factory_installed
     with _lock:
-        if secret and len(secret.strip()) >= MIN_SECRET_LENGTH:
-            _secrets.add(secret.strip())
+        _add_secret(secret)
         if _factory_installed:
             return
         previous = logging.getLogRecordFactory()
@@ -79,19 +189,18 @@ def install(secret: str | None) -> None:
 
 
 def scrub_secrets(text: str) -> str:
-    """`text` without the configured key(s); nothing else changes."""
-    for secret in sorted(_secrets, key=len, reverse=True):
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    return text
+    """`text` without the configured key(s), in any of the forms `_encodings` knows; nothing else changes."""
+    forms = _forms
+    return text if forms is None else forms.scrub(text)
 
 
 def redact(text: str) -> str:
-    """`text` without the configured key(s), key-shaped strings, bearer tokens and auth header values."""
+    """`text` without the configured key(s), key-shaped strings, bearer tokens, auth header values and the
+    userinfo and query values of URLs."""
     text = scrub_secrets(text)
     for pattern in _PATTERNS:
         text = pattern.sub(lambda match: match.group(1) + REDACTED, text)
-    return text
+    return _URL_QUERY.sub(lambda match: match.group(1) + _QUERY_VALUE.sub(r"\1" + REDACTED, match.group(2)), text)
 
 
 class RedactingFilter(logging.Filter):
@@ -170,7 +279,8 @@ def scrub_contents(item: ReadResourceContents) -> ReadResourceContents:
 
 def _mentions_secret(value: Any) -> bool:
     if isinstance(value, str):
-        return any(secret in value for secret in _secrets)
+        forms = _forms
+        return forms is not None and forms.found_in(value)
     if isinstance(value, TextContent):
         return _mentions_secret(value.text)
     if isinstance(value, dict):

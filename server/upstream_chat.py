@@ -1,16 +1,18 @@
 """Chat Completions: what Ollama, vLLM, LM Studio and llama.cpp serve.
 
-The history is always replayed (nothing is stored upstream), instructions become the system message, and
-documents travel as text: a PDF needs the Responses API, which this API has no equivalent for.
+The history is always replayed (nothing is stored upstream), instructions become the system message, text
+documents travel inline as text and PDFs as `file` parts (OpenAI's and LiteLLM's Chat Completions take them;
+a server that does not is told apart by its 400, see `is_file_refusal`). Images keep their detail, except
+"original", which this API does not have: they go out as "high" (see model_rules.detail_for_api).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mcp.server.mcpserver.exceptions import ToolError
-
+from server.upstream_errors import upstream_message
 from server.upstream_responses import content, cut_off_guard, data_url
+from tools.model_rules import detail_for_api
 from tools.models import Usage
 from tools.ports import ChatReply, ChatRequest, FilePart, ImagePart, Listener, Part, TextPart
 
@@ -18,13 +20,10 @@ if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
 
+PDF = "application/pdf"
+
+
 def file_text(part: FilePart) -> str:
-    if part.mime == "application/pdf":
-        raise ToolError(
-            f"{part.name!r} is a PDF, which only the Responses API can read, and this upstream serves Chat "
-            "Completions only. Attach the document as text (.txt or .md) instead, or use an upstream that serves "
-            "the Responses API (IMAGECHAT_API=responses)."
-        )
     text = part.data.decode("utf-8-sig", "replace")
     return f"Attached file {part.name}:\n{text}"
 
@@ -33,8 +32,37 @@ def user_part(part: Part) -> dict[str, Any]:
     if isinstance(part, TextPart):
         return {"type": "text", "text": part.text}
     if isinstance(part, ImagePart):
-        return {"type": "image_url", "image_url": {"url": data_url(part.mime, part.data), "detail": part.detail}}
+        url = data_url(part.mime, part.data)
+        return {"type": "image_url", "image_url": {"url": url, "detail": detail_for_api(part.detail, "chat")}}
+    if part.mime == PDF:
+        return {"type": "file", "file": {"filename": part.name, "file_data": data_url(part.mime, part.data)}}
     return {"type": "text", "text": file_text(part)}
+
+
+def pdf_names(request: ChatRequest) -> list[str]:
+    return [
+        part.name
+        for message in request.messages
+        for part in message.parts
+        if isinstance(part, FilePart) and part.mime == PDF
+    ]
+
+
+def is_file_refusal(exc: Exception, request: ChatRequest) -> bool:
+    """A 4xx that is about the PDF's `file` part: the server does not take files on this API."""
+    said = upstream_message(exc).lower()
+    about_files = any(word in said for word in ("file", "part type", "content type", "unsupported content"))
+    return getattr(exc, "status_code", None) in (400, 415, 422) and bool(pdf_names(request)) and about_files
+
+
+def file_refusal(exc: Exception, request: ChatRequest, where: str) -> str:
+    names = ", ".join(repr(name) for name in pdf_names(request))
+    return (
+        f"The upstream at {where} does not take PDF documents on Chat Completions, so {names} could not be sent "
+        f'(it said: "{upstream_message(exc)}"). Use an upstream that serves the Responses API '
+        "(IMAGECHAT_API=responses or auto), or attach a text export of the document (.txt or .md) instead. "
+        "Nothing was recorded."
+    )
 
 
 def body(request: ChatRequest, *, openai_host: bool) -> dict[str, Any]:

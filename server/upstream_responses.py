@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 
-from server.logsafe import redact
+from server.logsafe import cut, redact
 from tools.models import Usage
 from tools.ports import ChatReply, ChatRequest, ImagePart, Listener, Message, Part, TextPart, UpstreamFailure
 
@@ -59,8 +59,9 @@ def body(request: ChatRequest, *, background: bool) -> dict[str, Any]:
         "input": [{"role": m.role, "content": content(m)} for m in request.messages],
         "truncation": options.truncation,
         "max_output_tokens": options.max_output_tokens,
-        # Stored so the next turn can continue from it by id instead of resending the history.
-        "store": True,
+        # Stored so the next turn can continue from it by id instead of resending the history; a stand-alone
+        # turn (persist_context=False) is not asked to be kept.
+        "store": request.store,
         "stream": True,
     }
     if background:
@@ -94,14 +95,16 @@ def usage_of(raw: Any) -> Usage | None:
     )
 
 
-def reply_of(final: Any, *, model: str, background: bool, streamed_text: str = "") -> ChatReply | None:
+def reply_of(
+    final: Any, *, model: str, background: bool, streamed_text: str = "", stored: bool = True
+) -> ChatReply | None:
     """A finished response as a reply; None while it is still queued or in progress."""
     status = final.status or "completed"
     if status in ("queued", "in_progress"):
         return None
     if status == "failed":
         error = getattr(final, "error", None)
-        reason = redact(str(getattr(error, "message", None) or "no reason given"))
+        reason = cut(redact(str(getattr(error, "message", None) or "no reason given")))
         raise UpstreamFailure(f"The model failed to answer: {reason}. Try again, or change the prompt or model.")
     if status == "cancelled":
         raise UpstreamFailure("The response was cancelled upstream before it finished. Ask again.")
@@ -113,7 +116,7 @@ def reply_of(final: Any, *, model: str, background: bool, streamed_text: str = "
         response_id=final.id,
         usage=usage_of(final.usage),
         api="responses",
-        stored=True,
+        stored=stored,
         incomplete_reason=getattr(details, "reason", None),
         background=background,
     )
@@ -138,13 +141,19 @@ async def stream(client: AsyncOpenAI, payload: dict[str, Any], listener: Listene
                 final = event.response
             elif kind == "error":
                 raise UpstreamFailure(
-                    f"The upstream reported an error mid-answer: {redact(str(event.message))}. Try the turn again."
+                    f"The upstream reported an error mid-answer: {cut(redact(str(event.message)))}. Try the turn again."
                 )
     finally:
         await events.close()
     if final is None:
         raise UpstreamFailure("The upstream closed the stream before the answer was complete. Try the turn again.")
-    reply = reply_of(final, model=payload["model"], background=background, streamed_text="".join(texts))
+    reply = reply_of(
+        final,
+        model=payload["model"],
+        background=background,
+        streamed_text="".join(texts),
+        stored=payload.get("store") is not False,
+    )
     if reply is None:
         raise UpstreamFailure("The upstream ended the stream while the response was still running. Ask again.")
     return reply

@@ -12,9 +12,24 @@ from mcp import Client
 from server.app import build_server
 from server.settings import Settings
 from tests import images
-from tests.fake_upstream import FakeUpstream
+from tests.fake_upstream import SPEC_REPORT, FakeUpstream
 
 MODES = ["auto", "legacy"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def bodies_match_openai_spec() -> Iterator[None]:
+    """Every request body the suite sent to a fake upstream is valid under OpenAI's published spec."""
+    yield
+    assert not SPEC_REPORT.violations, "\n".join(SPEC_REPORT.violations)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if SPEC_REPORT.checked:
+        terminalreporter.write_line(
+            f"{SPEC_REPORT.checked} upstream request bodies checked against OpenAI's spec, "
+            f"{len(SPEC_REPORT.violations)} problems"
+        )
 
 
 @pytest.fixture

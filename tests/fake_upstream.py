@@ -25,6 +25,8 @@ from types import TracebackType
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
+from tests import spec
+
 log = logging.getLogger(__name__)
 
 JSONDict = dict[str, Any]
@@ -47,6 +49,27 @@ _DEFAULT_CODES = {401: "invalid_api_key", 429: "rate_limit_exceeded"}
 
 # Ollama (Gin) answers an unknown route like this; llama.cpp and others are similar.
 _PLAIN_404 = b"404 page not found"
+
+
+class SpecReport:
+    """Every request body any fake received on a route with a published schema, as checked against OpenAI's spec.
+
+    Shared by all fakes in the process, so one check at the end of the session covers the whole suite."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.checked = 0
+        self.violations: list[str] = []
+
+    def check(self, path: str, body: Any) -> list[str]:
+        found = spec.problems(path, body)
+        with self._lock:
+            self.checked += 1
+            self.violations += [f"POST {path}: {problem}" for problem in found]
+        return found
+
+
+SPEC_REPORT = SpecReport()
 
 
 @dataclass
@@ -312,8 +335,11 @@ class FakeUpstream:
         serve_chat: bool = True,
         models: Sequence[str] = ("gpt-4.1-mini", "gpt-4o", "o3", "gpt-5"),
         api_key: str | None = None,
+        chat_files: bool = True,
     ) -> None:
         self.serve_responses = serve_responses
+        # Whether the Chat Completions route takes `file` parts (OpenAI's and LiteLLM's do; many local servers not).
+        self.chat_files = chat_files
         self.serve_chat = serve_chat
         self.models = list(models)
         self.api_key = api_key
@@ -388,14 +414,19 @@ class FakeUpstream:
         times: int = 1,
         path: str | None = None,
         raw_body: str | None = None,
+        json_body: Any = None,
     ) -> None:
         """Answer the next `times` requests whose path starts with `path` (None: any) with an error.
 
         The body is OpenAI's error JSON unless `raw_body` is given (sent as text/plain), which
-        stands in for proxies and servers that answer errors with plain text or HTML.
+        stands in for proxies and servers that answer errors with plain text or HTML, or `json_body`
+        (sent as JSON as it is), which stands in for gateways with their own error shape
+        (LiteLLM: {"message": "Error processing stream start"}).
         """
         if raw_body is not None:
             payload, content_type = raw_body.encode(), "text/plain; charset=utf-8"
+        elif json_body is not None:
+            payload, content_type = json.dumps(json_body).encode(), "application/json"
         else:
             err_type = err_type or _DEFAULT_TYPES.get(status, "server_error" if status >= 500 else None)
             payload = error_body(
@@ -523,6 +554,9 @@ class FakeUpstream:
         method = h.command
         is_responses = path == "/v1/responses" or path.startswith("/v1/responses/")
         is_chat = path == "/v1/chat/completions"
+        # Every body sent is checked, also one to a route this server does not serve.
+        if method == "POST" and path in spec.ROUTES and body is not None:
+            self._check_spec(path, body)
         # A server without the route answers before looking at keys, as Ollama and llama.cpp do.
         if (is_responses and not self.serve_responses) or (is_chat and not self.serve_chat):
             raise _HTTPError(404, _PLAIN_404, "text/plain; charset=utf-8")
@@ -549,6 +583,15 @@ class FakeUpstream:
             self._chat(h, self._require_body(body))
         else:
             raise _api_error(404, f"Invalid URL ({method} {path})")
+
+    @staticmethod
+    def _check_spec(path: str, body: JSONDict) -> None:
+        """Refuse, loudly, a body OpenAI's published request schema does not allow (and remember it for the
+        session's check, in case the test expected an error anyway)."""
+        found = SPEC_REPORT.check(path, body)
+        if found:
+            message = "The request body does not match OpenAI's API specification: " + "; ".join(found)
+            raise _api_error(400, message, code="spec_violation")
 
     def _check_auth(self, h: _Handler) -> None:
         if self.api_key is None:
@@ -785,6 +828,9 @@ class FakeUpstream:
 
     def _chat(self, h: _Handler, body: JSONDict) -> None:
         model = self._known_model(body.get("model"), 404)
+        if not self.chat_files and _has_file_part(body):
+            # What vLLM says; Ollama and llama.cpp word it differently, but all answer 400 before generating.
+            raise _api_error(400, "Unknown part type: file", param="messages")
         reply = self._next_reply()
         self._pause(reply.delay)
         if reply.status == "failed":
@@ -833,4 +879,13 @@ class FakeUpstream:
         sse.end()
 
 
-__all__ = ["FakeUpstream", "Recorded", "Reply", "error_body"]
+def _has_file_part(body: JSONDict) -> bool:
+    messages = body.get("messages")
+    for message in messages if isinstance(messages, list) else []:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list) and any(isinstance(p, dict) and p.get("type") == "file" for p in content):
+            return True
+    return False
+
+
+__all__ = ["SPEC_REPORT", "FakeUpstream", "Recorded", "Reply", "SpecReport", "error_body"]

@@ -49,15 +49,17 @@ async def test_auto_falls_back_to_chat_completions_once(
     assert first["usage"]["total_tokens"] > 0
 
 
-async def test_chat_api_refuses_pdf_before_sending(
-    settings: Settings, pictures: Path, chat_only: FakeUpstream, mode: str
+async def test_chat_api_refuses_pdf_where_the_server_cannot_take_it(
+    settings: Settings, pictures: Path, mode: str
 ) -> None:
-    async with connect(settings, mode, base_url=chat_only.base_url, api="chat") as client:
-        await call(client, "attach_file", {"source": str(pictures / "doc.pdf")})
-        message = await fails(client, "chat", {"prompt": "Summarise"})
-        pending = json.loads((await call(client, "preview", {"target": "pending"}))["text"])
+    # Chat Completions takes PDF file parts (OpenAI, LiteLLM): only a server that refuses them gets this answer.
+    with FakeUpstream(serve_responses=False, chat_files=False) as chat_only:
+        async with connect(settings, mode, base_url=chat_only.base_url, api="chat") as client:
+            await call(client, "attach_file", {"source": str(pictures / "doc.pdf")})
+            message = await fails(client, "chat", {"prompt": "Summarise"})
+            pending = json.loads((await call(client, "preview", {"target": "pending"}))["text"])
     assert "PDF" in message and "Responses API" in message and "IMAGECHAT_API=responses" in message
-    assert chat_only.requests == [] and len(pending["files"]) == 1
+    assert [r.path for r in chat_only.requests] == ["/v1/chat/completions"] and len(pending["files"]) == 1
 
 
 async def test_rate_limit_is_retried_as_the_upstream_asks(

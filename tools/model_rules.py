@@ -3,6 +3,10 @@
 OpenAI's reasoning models (o-series, gpt-5) reject temperature and top_p, and each generation accepts
 its own reasoning-effort levels; the classic chat models reject reasoning settings. A model the table
 does not know is passed through untouched: an OpenAI-compatible server decides for itself.
+
+Options are also checked against the API that carries them: Chat Completions' `image_url.detail` takes only
+auto, low and high (no "original"), and some models (o1-pro, o3-pro, the gpt-5 pro models, deep research)
+are served only through the Responses API.
 """
 
 from __future__ import annotations
@@ -20,15 +24,22 @@ class ModelRules:
     efforts: tuple[str, ...] | None  # None: no reasoning_effort at all
     sampling: bool  # temperature / top_p
     vision: bool = True
+    apis: tuple[str, ...] = ("responses", "chat")  # which OpenAI APIs serve the model
+
+
+RESPONSES_ONLY = ("responses",)
+# What Chat Completions' image_url.detail takes (OpenAI's spec); the Responses API also takes "original".
+CHAT_DETAILS = ("auto", "low", "high")
 
 
 _O_SERIES = ("low", "medium", "high")
 # Ordered: the first pattern that matches the model name (dated snapshots included) wins.
 RULES: tuple[tuple[str, ModelRules], ...] = (
     (r"o1-mini|o3-mini", ModelRules("o-series", _O_SERIES, sampling=False, vision=False)),
-    (r"o\d(-pro|-mini|-deep-research)?", ModelRules("o-series", _O_SERIES, sampling=False)),
+    (r"o\d-pro|o\d(-mini)?-deep-research", ModelRules("o-series", _O_SERIES, sampling=False, apis=RESPONSES_ONLY)),
+    (r"o\d(-mini)?", ModelRules("o-series", _O_SERIES, sampling=False)),
     (r"gpt-5(\.\d+)?-chat(-latest)?", ModelRules("gpt-5-chat", None, sampling=True)),
-    (r"gpt-5(\.\d+)?-pro", ModelRules("gpt-5-pro", ("high",), sampling=False)),
+    (r"gpt-5(\.\d+)?-pro", ModelRules("gpt-5-pro", ("high",), sampling=False, apis=RESPONSES_ONLY)),
     (r"gpt-5(-mini|-nano)?", ModelRules("gpt-5", ("minimal", "low", "medium", "high"), sampling=False)),
     (
         r"gpt-5\.1(-mini|-nano|-codex.*)?",
@@ -48,17 +59,50 @@ _SNAPSHOT = r"(-\d{4}-\d{2}-\d{2}|-preview|-latest)?"
 def rules_for(model: str) -> ModelRules | None:
     name = model.strip().lower().removeprefix("openai/")
     for pattern, rules in RULES:
-        if re.fullmatch(pattern + _SNAPSHOT, name):
+        if re.fullmatch(f"(?:{pattern}){_SNAPSHOT}", name):
             return rules
     return None
 
 
-def refusals(model: str, options: Options) -> list[str]:
-    """What in `options` the model will not take, each as a sentence naming what it does take."""
+def api_refusal(model: str, api: str) -> str | None:
+    """Why `model` cannot be asked through `api` ("responses" or "chat"), or None when it can."""
+    rules = rules_for(model)
+    if api != "chat" or rules is None or "chat" in rules.apis:
+        return None
+    return (
+        f"{model} is served only through OpenAI's Responses API, and this server speaks Chat Completions "
+        "(IMAGECHAT_API=chat, or an upstream without the Responses API). Set IMAGECHAT_API=responses (or auto) "
+        "with an upstream that serves it, or choose another model with set_options(model=...)."
+    )
+
+
+def detail_for_api(detail: str, api: str) -> str:
+    """The detail `api` will take for an image prepared at `detail`: Chat Completions has no "original"."""
+    return detail if api != "chat" or detail in CHAT_DETAILS else "high"
+
+
+def api_note(detail: str, api: str) -> str | None:
+    """What the caller is told when the detail sent differs from the one asked for."""
+    sent = detail_for_api(detail, api)
+    if sent == detail:
+        return None
+    return (
+        f"detail {detail!r} is not part of Chat Completions (it takes {', '.join(CHAT_DETAILS)}): the images were "
+        f"prepared for {detail!r} and sent with detail {sent!r}, so the upstream may scale them down. The "
+        "Responses API (IMAGECHAT_API=responses or auto) sends 'original'."
+    )
+
+
+def refusals(model: str, options: Options, api: str | None = None) -> list[str]:
+    """What in `options` the model (and, when given, the API in use) will not take, each as a sentence naming
+    what it does take."""
     problems: list[str] = []
     details = supported_details(model)
     if options.detail not in details:
         problems.append(f"{model} takes detail {', '.join(details)}, not {options.detail!r}.")
+    refusal = api_refusal(model, api) if api else None
+    if refusal:
+        problems.append(refusal)
     rules = rules_for(model)
     if rules is None:
         return problems

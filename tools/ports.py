@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -120,6 +120,8 @@ class ChatRequest:
     options: Options
     messages: list[Message]
     previous_response_id: str | None = None
+    # Whether a later turn may continue from this one's stored response; a stand-alone turn is not kept upstream.
+    store: bool = True
 
 
 @dataclass
@@ -133,6 +135,8 @@ class ChatReply:
     stored: bool
     incomplete_reason: str | None = None
     background: bool = False
+    # What the upstream adapter changed to fit the API in use (a detail the API lacks, say), for the caller.
+    notes: list[str] = field(default_factory=list)
 
 
 class UpstreamFailure(ToolError):
