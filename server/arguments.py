@@ -37,15 +37,16 @@ def unknown_arguments(
         head = "unknown arguments " + ", ".join(repr(name) for name in unknown)
         hints = [hint(name, own, tool, schemas, named=True) for name in unknown]
     said = "; ".join(text for text in hints if text)
+    if said and not said.endswith("?"):
+        said += "."
     return f"{head}; {said + ' ' if said else ''}{tool} takes: {', '.join(own)}."
 
 
 def hint(name: str, own: Sequence[str], tool: str, schemas: Mapping[str, Schema], *, named: bool) -> str:
     """'did you mean ...?' and/or '... is set with <tool>' for one unknown argument ('' when nothing fits)."""
-    prefix = f"{name!r}: " if named else ""
     close = closest(name, own)
     if close:
-        return f"{prefix}did you mean {close!r}?"
+        return f"{name!r}: did you mean {close!r}?" if named else f"did you mean {close!r}?"
     elsewhere = {
         other: real
         for other, schema in schemas.items()
@@ -55,8 +56,8 @@ def hint(name: str, own: Sequence[str], tool: str, schemas: Mapping[str, Schema]
         return ""
     real = next(iter(elsewhere.values()))
     owners = " or ".join(other for other, value in elsewhere.items() if value == real)
-    mean = "" if real == name else f"did you mean {real!r}? "
-    return f"{prefix}{mean}{real} is set with {owners}"
+    mean = "" if real == name else f"{name!r}: did you mean {real!r}? " if named else f"did you mean {real!r}? "
+    return f"{mean}{real} is set with {owners}"
 
 
 def closest(name: str, candidates: Sequence[str]) -> str | None:

@@ -76,6 +76,14 @@ class ImageChatServer(MCPServer[Deps]):
             for item in result
         ]
 
+    async def run_stdio_lines(self, lines: Any) -> None:
+        """Serve stdio reading the requests from `lines` (an async iterator of lines; see server.terminal)."""
+        from mcp.server.stdio import stdio_server
+
+        async with stdio_server(stdin=lines) as (read_stream, write_stream):
+            lowlevel = self._lowlevel_server
+            await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+
     async def get_prompt(
         self, name: str, arguments: dict[str, Any] | None = None, context: Context[Deps, Any] | None = None
     ) -> GetPromptResult | InputRequiredResult:

@@ -77,11 +77,21 @@ def serve(args_list: list[str]) -> None:
     except settings_module.SettingsError as exc:
         parser.error(str(exc))
     setup_logging(settings)
-    from server.app import build_server
+    from server import terminal
 
-    server = build_server(settings)
+    by_hand = settings.transport == "stdio" and terminal.on_terminal()
+    if by_hand:  # said before the imports below, which take a moment
+        sys.stderr.write(terminal.banner(terminal.command_path(), has_key=bool(settings.api_key)))
+    try:
+        from server.app import build_server
+
+        server = build_server(settings)
+    except KeyboardInterrupt:
+        sys.exit(130)
     if settings.transport == "streamable-http":
         server.run("streamable-http", host=settings.host, port=settings.port)
+    elif by_hand:
+        terminal.run(server)
     else:
         server.run("stdio")
 
