@@ -18,9 +18,7 @@ _PLURALS = {"string": "strings", "integer": "whole numbers", "number": "numbers"
 _CUSTOM_ERRORS = ("value_error", "assertion_error")
 
 
-def unknown_arguments(
-    tool: str, arguments: Mapping[str, Any], schemas: Mapping[str, Schema]
-) -> str | None:
+def unknown_arguments(tool: str, arguments: Mapping[str, Any], schemas: Mapping[str, Schema]) -> str | None:
     """The refusal of the arguments `tool` does not take (None when it takes them all).
 
     `schemas` maps every tool to its input schema: an argument that belongs to another tool says which."""
@@ -88,8 +86,11 @@ def invalid_values(tool: str, schema: Schema, arguments: Mapping[str, Any], erro
         if not loc or loc[0] not in props:
             return None
         by_name.setdefault(str(loc[0]), []).append(error)
+    # In the order the caller gave them; missing ones after, in the schema's order.
+    order = [*arguments, *props]
     sentences = [
-        sentence(tool, name, resolve(props[name], schema), arguments, found) for name, found in by_name.items()
+        sentence(tool, name, resolve(props[name], schema), arguments, by_name[name])
+        for name in sorted(by_name, key=order.index)
     ]
     return " ".join(sentences)
 
