@@ -81,13 +81,10 @@ def serve(args_list: list[str]) -> None:
 
     by_hand = settings.transport == "stdio" and terminal.on_terminal()
     if by_hand:  # said before the imports below, which take a moment
-        sys.stderr.write(terminal.banner(terminal.command_path(), has_key=bool(settings.api_key)))
-    try:
-        from server.app import build_server
+        terminal.greet(has_key=bool(settings.api_key))
+    from server.app import build_server
 
-        server = build_server(settings)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    server = build_server(settings)
     if settings.transport == "streamable-http":
         server.run("streamable-http", host=settings.host, port=settings.port)
     elif by_hand:

@@ -22,6 +22,8 @@ import anyio
 class StdioServer(Protocol):
     async def run_stdio_lines(self, lines: Any) -> None: ...
 
+    async def run_stdio_async(self) -> None: ...
+
 
 def on_terminal() -> bool:
     try:
@@ -51,6 +53,18 @@ def banner(command: str, *, has_key: bool) -> str:
         lines.append("OPENAI_API_KEY is not set: every step works except the model call.")
     lines.append("Stop it with Ctrl-C (or Ctrl-D).")
     return "\n".join(lines) + "\n"
+
+
+def greet(*, has_key: bool) -> None:
+    """The banner on stderr; from now on Ctrl-C ends the process quietly, even while it is still starting."""
+    signal.signal(signal.SIGINT, stop_quietly)
+    sys.stderr.write(banner(command_path(), has_key=has_key))
+    sys.stderr.flush()
+
+
+def stop_quietly(signum: int, frame: object) -> None:
+    sys.stderr.write("imagechat-mcp: stopped.\n")
+    raise SystemExit(0)
 
 
 class TerminalLines:
@@ -94,7 +108,7 @@ async def serve(server: StdioServer) -> None:
 
 
 def run(server: StdioServer) -> None:
-    try:
+    if sys.platform == "win32":  # no waiting on a console handle or signal receivers there: the SDK's own loop
+        anyio.run(server.run_stdio_async)
+    else:
         anyio.run(serve, server)
-    except KeyboardInterrupt:  # Ctrl-C before the signal receiver was in place
-        sys.stderr.write("imagechat-mcp: stopped.\n")
