@@ -37,7 +37,8 @@ def unknown_arguments(tool: str, arguments: Mapping[str, Any], schemas: Mapping[
     said = "; ".join(text for text in hints if text)
     if said and not said.endswith("?"):
         said += "."
-    return f"{head}; {said + ' ' if said else ''}{tool} takes: {', '.join(own)}."
+    takes = f"{tool} takes: {', '.join(own)}." if own else f"{tool} takes no arguments."
+    return f"{head}; {said + ' ' if said else ''}{takes}"
 
 
 def hint(name: str, own: Sequence[str], tool: str, schemas: Mapping[str, Schema], *, named: bool) -> str:

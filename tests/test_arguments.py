@@ -7,12 +7,15 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 from mcp import Client
+from pydantic import Field
 
+from server.boundary import ImageChatServer
 from server.settings import Settings
 from tests.conftest import connect
 from tests.fake_upstream import FakeUpstream, Reply
@@ -190,3 +193,45 @@ async def test_every_listed_choice_is_named_when_a_value_is_not_one_of_them(
                 message = await refused(client, upstream, tool.name, {name: "zz-none-of-these"})
                 listed = ", ".join(repr(choice) for choice in choices)
                 assert f"{name} must be one of {listed}; got 'zz-none-of-these'." in message, message
+
+
+class Shade(StrEnum):
+    light = "light"
+    dark = "dark"
+
+
+Count = Annotated[int, Field(ge=1, le=9, description="How many.")]
+
+
+def probe_server() -> ImageChatServer:
+    """A server of the same class with tools declared in other ways (an enum behind a $ref, an Annotated alias,
+    no arguments at all): the checks read the advertised schema, not our tools' signatures."""
+    server = ImageChatServer("probe")
+
+    @server.tool()
+    def paint(shade: Shade, count: Count = 1) -> str:
+        return f"{count} {shade.value}"
+
+    @server.tool()
+    def ping() -> str:
+        return "pong"
+
+    return server
+
+
+async def test_the_checks_follow_whatever_schema_a_tool_advertises(mode: str) -> None:
+    async with Client(probe_server(), mode=mode) as client:  # type: ignore[arg-type]
+        shade = await fails(client, "paint", {"shade": "grey"})
+        count = await fails(client, "paint", {"shade": "dark", "count": 10})
+        unknown = await fails(client, "paint", {"shade": "dark", "cuont": 2})
+        nothing = await fails(client, "ping", {"shade": "dark"})
+        painted = await client.call_tool("paint", {"shade": "dark", "count": 2})
+    assert shade == "Error executing tool paint: shade must be one of 'light', 'dark'; got 'grey'."
+    assert count == "Error executing tool paint: count must be a whole number from 1 to 9; got 10."
+    assert unknown == (
+        "Error executing tool paint: unknown argument 'cuont'; did you mean 'count'? paint takes: shade, count."
+    )
+    assert nothing == (
+        "Error executing tool ping: unknown argument 'shade'; shade is set with paint. ping takes no arguments."
+    )
+    assert not painted.is_error and getattr(painted.content[0], "text", "") == "2 dark"
