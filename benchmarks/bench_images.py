@@ -14,7 +14,7 @@ into the data URL an upstream request carries, three ways, in this process and i
 
 Time is decode + resize + encode + base64 (the bytes are already in memory), the median of the repetitions.
 Bytes are the length of the data URL. Tokens are what OpenAI bills for the image as sent
-(`tools.image_sizing.image_tokens`): equal to the original's whenever nothing the model uses was lost.
+(`tools.image_sizing.target`): equal to the original's whenever nothing the model uses was lost.
 Writes benchmarks/results/bench_images.json.
 """
 
@@ -33,8 +33,8 @@ from typing import Any
 from PIL import Image, ImageOps
 
 from benchmarks._common import cutout, encode, median, photo, say, table, write_json
-from tools import imaging
-from tools.image_sizing import Detail, image_tokens
+from tools import image_decode, image_sizing, imaging
+from tools.image_sizing import Detail
 
 COMFY_TOTAL_PIXELS = 2048 * 2048
 MAX_PIXELS = 100_000_000
@@ -84,7 +84,10 @@ def send_comfyui(picture: Picture) -> Sent:
 
 
 def send_imagechat(picture: Picture, detail: Detail, model: str) -> Sent:
-    prepared = imaging.prepare(picture.data, detail=detail, model=model, max_pixels=MAX_PIXELS)
+    # What request.prepared_image does: the size the model works at, then the image prepared at it.
+    info = image_decode.inspect_image(picture.data, max_pixels=MAX_PIXELS, max_frames=1)
+    target = image_sizing.target(info.width, info.height, detail=detail, model=model)
+    prepared = imaging.prepare(picture.data, target=target, max_pixels=MAX_PIXELS)
     url = data_url(prepared.mime, prepared.data)
     return Sent(len(url), prepared.width, prepared.height, prepared.mime)
 
@@ -143,7 +146,7 @@ def measure(picture: Picture, repeat: int, quick: bool) -> list[dict[str, Any]]:
                     "sent": asdict(s),
                     "median_ms": round(median(times[method]) * 1000, 1),
                     "times_ms": [round(t * 1000, 1) for t in times[method]],
-                    "tokens": image_tokens(s.width, s.height, detail=detail, model=model),
+                    "tokens": image_sizing.target(s.width, s.height, detail=detail, model=model).tokens,
                 }
             )
     return rows

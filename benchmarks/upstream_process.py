@@ -19,7 +19,7 @@ def main() -> None:
     replies, latency = int(sys.argv[1]), float(sys.argv[2])
     # socketserver's default listen backlog of 5 makes the kernel drop the SYNs of 50 simultaneous connections
     # (the client retries a second later): a real API front end accepts them, so the fake must too.
-    fake_upstream._Server.request_queue_size = 256
+    fake_upstream.UpstreamServer.request_queue_size = 256
     with fake_upstream.FakeUpstream() as upstream:
         for _ in range(replies):
             upstream.add_reply(fake_upstream.Reply(text="A generated test picture.", delay=latency))

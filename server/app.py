@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from mcp.server.mcpserver import MCPServer
 
@@ -13,7 +12,7 @@ from prompts import instruction_texts
 from prompts.register import register_prompts
 from server import logsafe
 from server.boundary import ImageChatServer
-from server.settings import Settings
+from server.settings import DEFAULTS, Settings
 from server.stores import open_store
 from tools.deps import Deps, Limits
 from tools.ports import SourceReader
@@ -36,43 +35,36 @@ Every tool takes conversation_id (default 'default') to keep separate conversati
 
 def make_deps(settings: Settings, *, reader: SourceReader | None = None) -> Deps:
     """`reader` replaces the configured source reader (tests point URLs at local servers with it)."""
-    from server.sources import SourceReader as SafeReader
-    from server.sources import default_allowed_dirs
+    from server.folders import allowed_folders
+    from server.sources import SafeSourceReader
     from server.upstream import OpenAIUpstream
 
     if reader is None:
-        allowed = settings.allowed_dirs if settings.allowed_dirs else default_allowed_dirs(Path(os.getcwd()))
-        if settings.input_dir is not None:
-            # Naming an input folder for workflow files is consent to read from it.
-            allowed = [*allowed, settings.input_dir]
-        reader = SafeReader(
-            allowed,
+        # Naming an input folder for workflow files is consent to read from it.
+        named = [settings.input_dir] if settings.input_dir is not None else []
+        reader = SafeSourceReader(
+            allowed_folders(settings.allowed_dirs, named),
             allow_hidden=settings.allow_hidden,
             allow_http=settings.allow_http,
             max_bytes=max(settings.max_image_bytes, settings.max_file_bytes),
         )
-    limits = Limits(
-        max_image_bytes=settings.max_image_bytes,
-        max_file_bytes=settings.max_file_bytes,
-        max_pixels=settings.max_pixels,
-        max_frames=settings.max_frames,
-        max_prompt_chars=settings.max_prompt_chars,
-    )
     return Deps(
         store=open_store(settings),
         reader=reader,
         upstream=OpenAIUpstream(settings),
         default_model=settings.model,
         presets=instruction_texts(),
-        limits=limits,
+        limits=limits_of(settings),
         wait_seconds=settings.wait_seconds,
-        input_dir=settings.input_dir or _first_allowed(reader),
+        input_dir=settings.input_dir or next(iter(reader.allowed_dirs), None),
     )
 
 
-def _first_allowed(reader: SourceReader) -> Path | None:
-    allowed: tuple[Path, ...] = getattr(reader, "allowed_dirs", ())
-    return allowed[0] if allowed else None
+def limits_of(settings: Settings) -> Limits:
+    """The steps' limits: each configurable one is the setting of the same name. Limits has no defaults of its
+    own for them, so the settings table's default is the only one."""
+    configurable = (item.name for item in dataclasses.fields(Limits) if item.name in DEFAULTS)
+    return Limits(**{name: getattr(settings, name) for name in configurable})
 
 
 @asynccontextmanager
@@ -80,7 +72,7 @@ async def opened(settings: Settings, *, reader: SourceReader | None = None) -> A
     """Deps with the task group that chat turns run in, closed on the way out (the server and the CLI)."""
     deps = make_deps(settings, reader=reader)
     try:
-        async with deps.jobs.running():
+        async with deps.turns.running():
             yield deps
     finally:
         await deps.upstream.close()

@@ -65,7 +65,7 @@ class ImageChatServer(MCPServer[Deps]):
             return result
         if not str(uri).startswith("image://"):
             return [logsafe.scrub_contents(item) for item in result]
-        from tools.imaging import sniff_mime
+        from tools.image_mime import sniff_mime
 
         return [
             ReadResourceContents(

@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import TypeVar, cast, get_args
 
 import anyio
 from mcp.server.mcpserver.exceptions import ToolError
@@ -29,7 +29,8 @@ from server.settings import Settings
 from tools.chat import ChatResult, chat
 from tools.deps import Deps
 from tools.load_image import load_image
-from tools.options import set_options
+from tools.models import Detail
+from tools.options import OptionChanges, set_options
 from tools.ports import UpstreamFailure
 from tools.workflow import WorkflowResult, run_workflow
 
@@ -126,7 +127,7 @@ def ask_parser() -> argparse.ArgumentParser:
     given = parser.add_mutually_exclusive_group()
     given.add_argument("--instructions", help="System instructions.")
     given.add_argument("--preset", help="Named instructions: image-to-prompt, describe, extract-text, compare.")
-    parser.add_argument("--detail", choices=("auto", "low", "high", "original"), help="How closely the model looks.")
+    parser.add_argument("--detail", choices=get_args(Detail), help="How closely the model looks.")
     parser.add_argument("--conversation", help="Continue this conversation (created on first use).")
     parser.add_argument("--json", action="store_true", help="Print the whole result as JSON.")
     return parser
@@ -150,14 +151,10 @@ def workflow_parser() -> argparse.ArgumentParser:
 async def ask(deps: Deps, args: argparse.Namespace) -> ChatResult:
     conversation_id = args.conversation or f"ask-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     if any(value is not None for value in (args.turn_model, args.instructions, args.preset, args.detail)):
-        await set_options(
-            deps,
-            conversation_id,
-            model=args.turn_model,
-            instructions=args.instructions,
-            preset=args.preset,
-            detail=args.detail,
+        changes = OptionChanges(
+            model=args.turn_model, instructions=args.instructions, preset=args.preset, detail=args.detail
         )
+        await set_options(deps, conversation_id, changes)
     if args.images:
         await load_image(deps, args.images, conversation_id)
     result = await chat(deps, args.prompt, conversation_id, wait_seconds=None)
@@ -241,7 +238,7 @@ def script_settings(args: argparse.Namespace) -> Settings:
     Files named on the command line, and --input-dir, are the user's own choice: their folders are added to
     the allowed folders for this run (every other rule of the source reader still applies)."""
     settings = settings_module.resolve(args, os.environ)
-    if args.wait_seconds is None and not os.environ.get("IMAGECHAT_WAIT_SECONDS", "").strip():
+    if "wait_seconds" not in settings.given:
         settings = dataclasses.replace(settings, wait_seconds=SCRIPT_WAIT_SECONDS)
     named: list[Path] = []
     if getattr(args, "file", None):
@@ -257,10 +254,9 @@ def script_settings(args: argparse.Namespace) -> Settings:
         named.append(input_dir)
     if not named:
         return settings
-    from server.sources import default_allowed_dirs
+    from server.folders import allowed_folders
 
-    base = settings.allowed_dirs if settings.allowed_dirs else default_allowed_dirs(Path.cwd())
-    return dataclasses.replace(settings, allowed_dirs=[*base, *named])
+    return dataclasses.replace(settings, allowed_dirs=allowed_folders(settings.allowed_dirs, named))
 
 
 def absolute(path: str) -> str:
@@ -269,7 +265,7 @@ def absolute(path: str) -> str:
 
 def stdin_source(limit: int) -> str:
     """Standard input as a data: URL, so it goes through load_image like any other source."""
-    from tools.imaging import sniff_mime
+    from tools.image_mime import sniff_mime
 
     data = sys.stdin.buffer.read(limit + 1)
     if len(data) > limit:

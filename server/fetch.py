@@ -5,7 +5,8 @@ the user's router, so every connection goes through one rule: connect only to pu
 
 How the rule is enforced:
 
-- The host is resolved once, by `_VettingBackend.connect_tcp`, the only place a socket is opened.
+- The host is resolved once, by `VettingBackend.connect_tcp` (server.pinned_transport), the only
+  place a socket is opened.
   Every address the name resolves to must be public (one private answer refuses the whole name),
   and the socket connects to one of those vetted addresses, never to the name, so a second DNS
   answer (DNS rebinding) cannot slip in. The Host header and TLS SNI/certificate check still use the
@@ -26,17 +27,17 @@ Neither fits, hence this module, built only on httpx2/httpcore2's public API.
 from __future__ import annotations
 
 import ipaddress
-import socket
 import ssl
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import anyio
 import httpcore2
 import httpx2
 
 from server.addresses import IPAddress, IPNetwork, literal_ip, refusal_reason
+from server.pinned_transport import PinnedTransport, VettingBackend, system_resolver
+from tools.source_label import source_label
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 """Resolves (host, port) to IP address strings. Tests inject one to point a name at 127.0.0.1."""
@@ -45,7 +46,7 @@ ALLOW_HTTP_SETTING = "IMAGECHAT_ALLOW_HTTP=1 / --allow-http"
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _TIMEOUTS = (httpx2.TimeoutException, httpcore2.TimeoutException)
-# httpcore2 errors reach us unmapped because _PinnedTransport talks to httpcore2 directly.
+# httpcore2 errors reach us unmapped because PinnedTransport talks to httpcore2 directly.
 _NETWORK_ERRORS = (
     httpx2.TransportError,
     httpx2.DecodingError,
@@ -79,107 +80,6 @@ def format_size(size: int) -> str:
         if size >= scale:
             return f"{size / scale:.1f}".rstrip("0").rstrip(".") + f" {unit}"
     return f"{size} bytes"
-
-
-def display_url(url: str, limit: int = 200) -> str:
-    """The URL quoted for a message, without user:password and with the query elided (signed URLs
-    carry tokens in it), so that no secret reaches a result or a log."""
-    try:
-        parts = urlsplit(url)
-        host = parts.netloc.rpartition("@")[2]
-        shown = f"{parts.scheme}://{host}{parts.path}" + ("?…" if parts.query else "")
-    except ValueError:
-        shown = url
-    shown = "".join(c if c.isprintable() else "?" for c in shown)
-    return f"'{shown[:limit]}…'" if len(shown) > limit else f"'{shown}'"
-
-
-async def system_resolver(host: str, port: int) -> list[str]:
-    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [str(info[4][0]) for info in infos]
-
-
-class _VettingBackend(httpcore2.AsyncNetworkBackend):
-    """Opens every connection: resolves the host once, vets all its addresses, connects to a vetted one."""
-
-    def __init__(self, vet: Callable[[str, int], Awaitable[list[str]]]) -> None:
-        self._vet = vet
-        self._inner = httpcore2.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore2 calls us with it)
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore2.SOCKET_OPTION] | None = None,
-    ) -> httpcore2.AsyncNetworkStream:
-        try:
-            with anyio.fail_after(timeout):
-                failure: Exception = httpcore2.ConnectError(f"no address to connect to for {host}")
-                for address in await self._vet(host, port):
-                    try:
-                        return await self._inner.connect_tcp(
-                            address, port, local_address=local_address, socket_options=socket_options
-                        )
-                    except httpcore2.ConnectError as exc:
-                        failure = exc
-                raise failure
-        except TimeoutError as exc:
-            raise httpcore2.ConnectTimeout(f"connecting took longer than {timeout:g} s") from exc
-
-    async def sleep(self, seconds: float) -> None:
-        await anyio.sleep(seconds)
-
-
-class _Body(httpx2.AsyncByteStream):
-    def __init__(self, stream: AsyncIterable[bytes]) -> None:
-        self._stream = stream
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for part in self._stream:
-            yield part
-
-    async def aclose(self) -> None:
-        close = getattr(self._stream, "aclose", None)
-        if close is not None:
-            await close()
-
-
-class _PinnedTransport(httpx2.AsyncBaseTransport):
-    """An httpx2 transport over an httpcore2 pool whose only way out is _VettingBackend.
-    (httpx2.AsyncHTTPTransport builds its own pool and cannot be given a network backend.)"""
-
-    def __init__(self, backend: httpcore2.AsyncNetworkBackend, ssl_context: ssl.SSLContext) -> None:
-        self._pool = httpcore2.AsyncConnectionPool(
-            ssl_context=ssl_context, network_backend=backend, max_connections=4, http1=True, http2=False
-        )
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        assert isinstance(request.stream, httpx2.AsyncByteStream)
-        core_request = httpcore2.Request(
-            method=request.method,
-            url=httpcore2.URL(
-                scheme=request.url.raw_scheme,
-                host=request.url.raw_host,
-                port=request.url.port,
-                target=request.url.raw_path,
-            ),
-            headers=request.headers.raw,
-            content=request.stream,
-            extensions=request.extensions,
-        )
-        response = await self._pool.handle_async_request(core_request)
-        assert isinstance(response.stream, AsyncIterable)
-        return httpx2.Response(
-            status_code=response.status,
-            headers=response.headers,
-            stream=_Body(response.stream),
-            extensions=response.extensions,
-        )
-
-    async def aclose(self) -> None:
-        await self._pool.aclose()
 
 
 class Fetcher:
@@ -222,7 +122,7 @@ class Fetcher:
         if self._ssl_context is None:
             self._ssl_context = httpcore2.default_ssl_context()
         client = httpx2.AsyncClient(
-            transport=_PinnedTransport(_VettingBackend(self._vet), self._ssl_context),
+            transport=PinnedTransport(VettingBackend(self._vet), self._ssl_context),
             trust_env=False,  # no proxies and no .netrc credentials from the environment
             follow_redirects=False,
             timeout=httpx2.Timeout(self._total_timeout, connect=self._connect_timeout),
@@ -236,13 +136,13 @@ class Fetcher:
                     if hop == 0:
                         raise
                     raise FetchError(
-                        f"was redirected to {display_url(str(current))}, which {exc.problem}", exc.advice
+                        f"was redirected to {source_label(str(current))}, which {exc.problem}", exc.advice
                     ) from None
                 if isinstance(result, Fetched):
                     return result
                 if current.scheme == "https" and result.scheme == "http":
                     raise FetchError(
-                        f"redirected from https to plain http ({display_url(str(result))})",
+                        f"redirected from https to plain http ({source_label(str(result))})",
                         "Plain http can be read and changed in transit, so the download was stopped. "
                         "Use a URL that stays on https://",
                     )

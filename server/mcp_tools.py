@@ -1,22 +1,45 @@
-"""The workflow steps as MCP tools: schemas and descriptions for the calling model, nothing else."""
+"""The workflow steps as MCP tools: schemas and descriptions for the calling model, nothing else.
+
+Each argument is declared once, beside its step (an `Annotated` alias with its bounds and description); a tool
+takes its step's parameters as its own (`parameters_of`), so its input schema comes from those declarations.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any, TypeVar
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, ImageContent, TextContent, ToolAnnotations
-from pydantic import Field
 
 from tools import attach_file as attach_step
 from tools import chat as chat_step
 from tools import load_image as load_step
 from tools import options as options_step
 from tools import preview as preview_step
-from tools.deps import Deps
-from tools.models import Detail, ReasoningEffort, ResponseFormat, Truncation
+from tools.deps import ConversationId, Deps
 
-ConversationId = Annotated[str, Field(description="Which conversation; created on first use.", max_length=128)]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def parameters_of(step: Callable[..., Any]) -> list[inspect.Parameter]:
+    """A step's parameters after `deps`, as the tool's keyword arguments."""
+    parameters = list(inspect.signature(step, eval_str=True).parameters.values())[1:]
+    return [parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY) for parameter in parameters]
+
+
+def takes(parameters: Iterable[inspect.Parameter]) -> Callable[[F], F]:
+    """Give a tool function `parameters` in place of its `**arguments`: the SDK builds the input schema from the
+    signature, so the schema is the step's declarations, written nowhere else."""
+
+    def decorate(tool: F) -> F:
+        own = inspect.signature(tool, eval_str=True)
+        kept = [p for p in own.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        tool.__signature__ = own.replace(parameters=[*kept, *parameters])  # type: ignore[attr-defined]
+        return tool
+
+    return decorate
 
 
 def deps_of(ctx: Context[Deps, Any]) -> Deps:
@@ -30,32 +53,13 @@ def register_tools(server: MCPServer[Deps]) -> None:
             read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True
         ),
     )
-    async def load_image(
-        source: Annotated[
-            str | list[str],
-            Field(
-                description=(
-                    "One image or a list: a file path, a file:// URL, a data:image/...;base64, URL, or image://<id> of "
-                    "an image loaded before. Local files must be inside the allowed folders."
-                )
-            ),
-        ],
-        ctx: Context[Deps, Any],
-        conversation_id: ConversationId = "default",
-        frames: Annotated[
-            load_step.Frames,
-            Field(
-                description=(
-                    "For animated images: 'first' frame only, or 'all' frames (sampled evenly up to a cap) as a batch."
-                )
-            ),
-        ] = "first",
-    ) -> load_step.LoadImageResult:
+    @takes(parameters_of(load_step.load_image))
+    async def load_image(ctx: Context[Deps, Any], **arguments: Any) -> load_step.LoadImageResult:
         """Load images and attach them to the conversation's next chat turn (Load Image / Batch Images).
 
         Images are stored once by content (loading twice gives the same image_id) and EXIF-rotated.
         If any source fails, nothing is attached and the error names that source."""
-        return await load_step.load_image(deps_of(ctx), source, conversation_id, frames)
+        return await load_step.load_image(deps_of(ctx), **arguments)
 
     @server.tool(
         title="Attach file",
@@ -63,19 +67,10 @@ def register_tools(server: MCPServer[Deps]) -> None:
             read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True
         ),
     )
-    async def attach_file(
-        source: Annotated[
-            str,
-            Field(
-                description="Path, file:// or data: URL of a .txt, .md, .csv, .json or .pdf "
-                "document inside the allowed folders."
-            ),
-        ],
-        ctx: Context[Deps, Any],
-        conversation_id: ConversationId = "default",
-    ) -> attach_step.AttachFileResult:
+    @takes(parameters_of(attach_step.attach_file))
+    async def attach_file(ctx: Context[Deps, Any], **arguments: Any) -> attach_step.AttachFileResult:
         """Attach a document to the conversation's next chat turn (ComfyUI's Input Files node)."""
-        return await attach_step.attach_file(deps_of(ctx), source, conversation_id)
+        return await attach_step.attach_file(deps_of(ctx), **arguments)
 
     @server.tool(
         title="Set options",
@@ -83,61 +78,16 @@ def register_tools(server: MCPServer[Deps]) -> None:
             read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False
         ),
     )
+    @takes(
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=declared, default=default)
+        for name, declared, default in options_step.arguments()
+    )
     async def set_options(
-        ctx: Context[Deps, Any],
-        conversation_id: ConversationId = "default",
-        model: Annotated[str | None, Field(description="Model, e.g. gpt-4.1-mini, gpt-4o, o3, gpt-5.")] = None,
-        instructions: Annotated[str | None, Field(description="System instructions; '' clears them.")] = None,
-        preset: Annotated[
-            str | None,
-            Field(description=("Named instructions: image-to-prompt, describe, extract-text, compare.")),
-        ] = None,
-        truncation: Annotated[
-            Truncation | None,
-            Field(description=("'auto' drops the oldest context when it overflows; 'disabled' fails instead.")),
-        ] = None,
-        max_output_tokens: Annotated[
-            int | None,
-            Field(
-                ge=16,
-                le=128_000,
-                description=("Upper bound on the answer, reasoning included. Default 4096."),
-            ),
-        ] = None,
-        reasoning_effort: Annotated[
-            ReasoningEffort | None,
-            Field(description=("Reasoning models only (o-series, gpt-5); levels depend on the model.")),
-        ] = None,
-        temperature: Annotated[float | None, Field(ge=0, le=2, description="Non-reasoning models only.")] = None,
-        top_p: Annotated[float | None, Field(ge=0, le=1, description="Non-reasoning models only.")] = None,
-        detail: Annotated[
-            Detail | None,
-            Field(
-                description=(
-                    "How closely the model looks: low (cheap, 512 px), high, auto, or original (full resolution)."
-                )
-            ),
-        ] = None,
-        response_format: Annotated[ResponseFormat | None, Field(description="'json' asks for a JSON object.")] = None,
-        reset: Annotated[bool, Field(description="Start from the defaults before applying the rest.")] = False,
+        ctx: Context[Deps, Any], conversation_id: ConversationId = "default", **changes: Any
     ) -> options_step.OptionsResult:
         """Set the conversation's options (ComfyUI's Advanced Options node, and more). Only the arguments
         given change; returns the effective options. Values the model cannot take are refused."""
-        return await options_step.set_options(
-            deps_of(ctx),
-            conversation_id,
-            model=model,
-            instructions=instructions,
-            preset=preset,
-            truncation=truncation,
-            max_output_tokens=max_output_tokens,
-            reasoning_effort=reasoning_effort,
-            temperature=temperature,
-            top_p=top_p,
-            detail=detail,
-            response_format=response_format,
-            reset=reset,
-        )
+        return await options_step.set_options(deps_of(ctx), conversation_id, options_step.OptionChanges(**changes))
 
     @server.tool(
         title="Chat about the images",
@@ -146,54 +96,17 @@ def register_tools(server: MCPServer[Deps]) -> None:
         ),
     )
     async def chat(
-        prompt: Annotated[str, Field(description="What to ask or tell the model about the images.")],
+        prompt: chat_step.Prompt,
         ctx: Context[Deps, Any],
         conversation_id: ConversationId = "default",
-        images: Annotated[
-            list[str] | None,
-            Field(description=("Image ids (or image://<id>) to send; default: the images loaded since the last turn.")),
-        ] = None,
-        files: Annotated[
-            list[str] | None,
-            Field(description=("File ids to send; default: the files attached since the last turn.")),
-        ] = None,
-        persist_context: Annotated[
-            bool, Field(description=("Continue the conversation (true) or send a stand-alone turn (false)."))
-        ] = True,
-        starting_point: Annotated[
-            int | str | None,
-            Field(
-                description=(
-                    "Continue from this earlier turn number instead of the last, or 'start' to begin afresh. "
-                    "Later turns are kept."
-                )
-            ),
-        ] = None,
-        model: Annotated[str | None, Field(description="Use this model for this turn only.")] = None,
-        dry_run: Annotated[
-            bool,
-            Field(
-                description="Return the request that would be sent and its estimated tokens and cost, without "
-                "calling the model."
-            ),
-        ] = False,
-        wait_seconds: Annotated[
-            float | None,
-            Field(
-                ge=0,
-                le=3600,
-                description="How long to wait for the answer before returning status 'running' "
-                "(default: the server's IMAGECHAT_WAIT_SECONDS, just under a minute).",
-            ),
-        ] = None,
-        turn: Annotated[
-            int | None,
-            Field(
-                ge=1,
-                description="Instead of asking anything: wait for this earlier turn (one that came back "
-                "'running') and return its answer. The prompt is ignored.",
-            ),
-        ] = None,
+        images: chat_step.ImageIds = None,
+        files: chat_step.FileIds = None,
+        persist_context: chat_step.PersistContext = True,
+        starting_point: chat_step.ContinueFrom = None,
+        model: chat_step.TurnModel = None,
+        dry_run: chat_step.DryRun = False,
+        wait_seconds: chat_step.WaitSeconds = None,
+        turn: chat_step.TurnNumber = None,
     ) -> chat_step.ChatResult:
         """Send one turn to the model (ComfyUI's OpenAI Chat node): the prompt, then the images, then the
         files. Returns the answer text with status, usage and the turn number. A slow answer returns
@@ -219,34 +132,18 @@ def register_tools(server: MCPServer[Deps]) -> None:
 
     @server.tool(
         title="Preview",
+        # Not read-only and not closed-world: after a restart it fetches a background answer from the upstream
+        # and records it. Idempotent all the same: asking again shows the same thing and changes nothing more.
         annotations=ToolAnnotations(
-            read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+            read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True
         ),
     )
+    @takes(parameters_of(preview_step.preview))
     async def preview(
-        ctx: Context[Deps, Any],
-        conversation_id: ConversationId = "default",
-        target: Annotated[
-            str,
-            Field(
-                description=(
-                    "'last' answer, 'conversation' (every turn), 'options', 'pending' attachments, 'turn:<n>', "
-                    "or 'image:<image_id>' (a small thumbnail)."
-                )
-            ),
-        ] = "last",
-        format: Annotated[
-            preview_step.PreviewFormat,
-            Field(
-                description=(
-                    "'text': strings as they are, other values as JSON; 'json': always JSON; 'markdown': a readable "
-                    "transcript for target='conversation'."
-                )
-            ),
-        ] = "text",
+        ctx: Context[Deps, Any], **arguments: Any
     ) -> Annotated[CallToolResult, preview_step.PreviewResult]:
         """Show a result again (ComfyUI's Preview Any): the last answer by default."""
-        result = await preview_step.preview(deps_of(ctx), conversation_id, target, format)
+        result = await preview_step.preview(deps_of(ctx), **arguments)
         content: list[Any] = [TextContent(type="text", text=result.text)]
         if result.image is not None and result.image_mime is not None:
             import base64

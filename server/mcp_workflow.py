@@ -2,34 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
-from pydantic import Field
 
 from tools import workflow as workflow_step
 from tools.deps import Deps
-
-SETTING = "IMAGECHAT_ALLOWED_DIRS / --allowed-dir"
-
-
-def allowed_folder(deps: Deps, folder: str) -> Path:
-    """`folder` as an existing folder inside the allowed folders; a relative one is looked up in them."""
-    allowed: tuple[Path, ...] = tuple(getattr(deps.reader, "allowed_dirs", ()))
-    given = Path(folder.strip()).expanduser()
-    candidates = [given] if given.is_absolute() else [root / given for root in allowed]
-    for candidate in candidates:
-        resolved = candidate.resolve()
-        if any(resolved.is_relative_to(root) for root in allowed) and resolved.is_dir():
-            return resolved
-    shown = ", ".join(str(root) for root in allowed) or "none"
-    raise ToolError(
-        f"input_dir {folder!r} is not a folder inside the allowed folders ({shown}). Give one of them or a "
-        f"folder inside, or allow it with {SETTING}."
-    )
 
 
 def register_workflow_tool(server: MCPServer[Deps]) -> None:
@@ -40,37 +19,19 @@ def register_workflow_tool(server: MCPServer[Deps]) -> None:
         ),
     )
     async def run_workflow(
-        workflow: Annotated[
-            str | dict[str, Any],
-            Field(
-                description="A ComfyUI workflow: the path of its .json file inside the allowed folders, or the JSON "
-                "object itself, in the UI format (nodes and links, as saved from ComfyUI) or the API format "
-                "({'<id>': {'class_type', 'inputs'}})."
-            ),
-        ],
+        workflow: workflow_step.WorkflowArg,
         ctx: Context[Deps, Any],
-        input_dir: Annotated[
-            str | None,
-            Field(
-                description="Folder where LoadImage and OpenAIInputFiles names are looked up, like ComfyUI's input "
-                "folder; must be inside the allowed folders. Default: the server's input folder."
-            ),
-        ] = None,
-        name: Annotated[
-            str | None,
-            Field(
-                max_length=80,
-                description="Names the run's conversations 'workflow:<name>:node<id>'. Default: the file's name "
-                "without .json, or the workflow's id. Keep it to continue conversations across runs.",
-            ),
-        ] = None,
+        input_dir: workflow_step.InputDirArg = None,
+        name: workflow_step.RunNameArg = None,
     ) -> workflow_step.WorkflowResult:
         """Run a ComfyUI OpenAI Chat workflow file: LoadImage, ImageBatch/BatchImagesNode, OpenAIChatConfig,
         OpenAIInputFiles, OpenAIChatNode and PreviewAny nodes, in link order, honouring muted and bypassed
         nodes. Returns each PreviewAny's text and each chat node's result by node id. Anything it cannot run,
         and any missing input file, is refused before the model is called."""
         deps: Deps = ctx.request_context.lifespan_context
-        folder = allowed_folder(deps, input_dir) if input_dir is not None and input_dir.strip() else None
+        folder = None
+        if input_dir is not None and input_dir.strip():
+            folder = await deps.reader.allowed_folder(input_dir, argument="input_dir")
 
         async def progress(done: float, total: float | None, message: str) -> None:
             await ctx.report_progress(done, total, message)

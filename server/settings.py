@@ -145,31 +145,41 @@ SPECS: tuple[Spec, ...] = (
 )
 
 
+# Each setting's default as the table gives it: `Settings` takes every default from here.
+DEFAULTS: dict[str, Any] = {spec.name: spec.default for spec in SPECS}
+
+
 @dataclass(frozen=True)
 class Settings:
-    transport: str = "stdio"
-    host: str = "127.0.0.1"
-    port: int = 8000
-    model: str = "gpt-4.1-mini"
-    api: str = "auto"
-    base_url: str | None = None
-    store: str = "sqlite"
-    state_dir: Path | None = None
-    allowed_dirs: list[Path] | None = None
-    allow_hidden: bool = False
-    allow_http: bool = False
-    input_dir: Path | None = None
-    max_image_bytes: int = 50 * 1024 * 1024
-    max_file_bytes: int = 32 * 1024 * 1024
-    max_pixels: int = 100_000_000
-    max_frames: int = 16
-    max_prompt_chars: int = 100_000
-    wait_seconds: float = 50.0
-    background: str = "auto"
-    timeout: float = 600.0
-    max_retries: int = 2
-    log_level: str = "WARNING"
+    """The effective settings: one field per row of `SPECS`, under its name, with the table's default (a test
+    checks that the fields and the rows agree). `given` tells a value set by a flag or an environment variable
+    from a default."""
+
+    transport: str = DEFAULTS["transport"]
+    host: str = DEFAULTS["host"]
+    port: int = DEFAULTS["port"]
+    model: str = DEFAULTS["model"]
+    api: str = DEFAULTS["api"]
+    base_url: str | None = DEFAULTS["base_url"]
+    store: str = DEFAULTS["store"]
+    state_dir: Path | None = DEFAULTS["state_dir"]
+    allowed_dirs: list[Path] | None = DEFAULTS["allowed_dirs"]
+    allow_hidden: bool = DEFAULTS["allow_hidden"]
+    allow_http: bool = DEFAULTS["allow_http"]
+    input_dir: Path | None = DEFAULTS["input_dir"]
+    max_image_bytes: int = DEFAULTS["max_image_bytes"]
+    max_file_bytes: int = DEFAULTS["max_file_bytes"]
+    max_pixels: int = DEFAULTS["max_pixels"]
+    max_frames: int = DEFAULTS["max_frames"]
+    max_prompt_chars: int = DEFAULTS["max_prompt_chars"]
+    wait_seconds: float = DEFAULTS["wait_seconds"]
+    background: str = DEFAULTS["background"]
+    timeout: float = DEFAULTS["timeout"]
+    max_retries: int = DEFAULTS["max_retries"]
+    log_level: str = DEFAULTS["log_level"]
     api_key: str | None = field(default=None, repr=False)
+    # The settings a flag or an environment variable set (filled in by `resolve`); the others are defaults.
+    given: frozenset[str] = frozenset()
 
     def resolved_state_dir(self) -> Path:
         if self.state_dir is not None:
@@ -225,7 +235,7 @@ def resolve(args: argparse.Namespace | None, environ: Mapping[str, str]) -> Sett
             value = [Path(item).expanduser() for item in value]
         values[spec.name] = value
     values["api_key"] = environ.get("OPENAI_API_KEY") or None
-    return Settings(**values)
+    return Settings(**values, given=frozenset(values) - {"api_key"})
 
 
 def parse(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:

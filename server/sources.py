@@ -2,8 +2,9 @@
 
 `load_image` and `attach_file` take a source from a model that may have been prompt-injected, so the
 reader assumes every source is hostile: local files only inside the allowed folders (after following
-symlinks), no hidden files, regular files only, sizes capped; URLs through server.fetch, which only
-reaches public addresses. Errors are `ToolError`s that name the source (never its contents), say what
+symlinks), no hidden files, regular files only, sizes capped (the rules in server.folders); URLs through
+server.fetch, which only reaches public addresses. `SafeSourceReader` is the `tools.ports.SourceReader`
+that the server gives the steps. Errors are `ToolError`s that name the source (never its contents), say what
 went wrong and what to do instead.
 """
 
@@ -12,30 +13,23 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import os
 import re
-import stat
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
 import anyio.to_thread
-import platformdirs
 from mcp.server.mcpserver.exceptions import ToolError
 
-from server.fetch import Fetcher, FetchError, Resolver, display_url, format_size
+from server.fetch import Fetcher, FetchError, Resolver
+from server.folders import AllowedFolders, too_big
+from tools.ports import Origin, SourceData
+from tools.source_label import source_label
 
-__all__ = ["Resolver", "SourceData", "SourceReader", "default_allowed_dirs"]
+__all__ = ["Resolver", "SafeSourceReader"]
 
 logger = logging.getLogger(__name__)
-
-ALLOWED_DIRS_SETTING = "IMAGECHAT_ALLOWED_DIRS / --allowed-dir"
-ALLOW_HIDDEN_SETTING = "IMAGECHAT_ALLOW_HIDDEN=1 / --allow-hidden"
-
-Origin = Literal["path", "file-url", "data-url", "https", "http"]
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 _BASE64_TEXT = re.compile(r"[A-Za-z0-9+/]+={0,2}")
@@ -45,53 +39,9 @@ _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*
 _WHITESPACE = str.maketrans("", "", " \t\r\n")
 # Windows' long-path limit; Linux stops at 4096, macOS at 1024.
 _MAX_PATH_CHARS = 32_767
-# Opened without following a last-component symlink, without blocking on a FIFO, not inherited.
-_OPEN_FLAGS = (
-    os.O_RDONLY
-    | getattr(os, "O_NOFOLLOW", 0)
-    | getattr(os, "O_NONBLOCK", 0)
-    | getattr(os, "O_CLOEXEC", 0)
-    | getattr(os, "O_BINARY", 0)
-)
 
 
-@dataclass(frozen=True)
-class SourceData:
-    data: bytes
-    name: str  # display name: file basename, URL path's last segment, or "data-url"
-    origin: Origin
-    media_type: str | None  # from the data: URL or the HTTP Content-Type, else None
-
-
-def default_allowed_dirs(cwd: Path | None = None, home: Path | None = None) -> list[Path]:
-    """The folders a user expects to load from without configuring anything.
-
-    The working directory first (an IDE agent's workspace), unless it is the filesystem root, the
-    home directory or one of its ancestors: Claude Desktop starts servers in `/`, and the whole home
-    holds ~/.ssh and friends. Then the desktop, downloads and pictures folders (platformdirs' answer,
-    which follows XDG user-dirs and the OS, plus ~/Desktop, ~/Downloads, ~/Pictures), only those that
-    exist. platformdirs is asked only for the real home: an explicit `home` (tests) is used alone.
-    Returned resolved and without duplicates, in that order.
-    """
-    real_home = home is None
-    home = (home or Path.home()).resolve()
-    cwd = (cwd or Path.cwd()).resolve()
-    candidates: list[Path] = []
-    if cwd != Path(cwd.anchor) and not home.is_relative_to(cwd):
-        candidates.append(cwd)
-    if real_home:
-        for user_dir in (
-            platformdirs.user_desktop_dir(),
-            platformdirs.user_downloads_dir(),
-            platformdirs.user_pictures_dir(),
-        ):
-            candidates.append(Path(user_dir))
-    candidates += [home / "Desktop", home / "Downloads", home / "Pictures"]
-    found = [c.resolve() for c in candidates if c.is_dir()]
-    return [d for d in dict.fromkeys(found) if not home.is_relative_to(d)]  # never home or above it
-
-
-class SourceReader:
+class SafeSourceReader:
     """Reads a `source` string: a path, a file:// URL, a data: URL, or an https:// (http://) URL.
 
     Paths: `~` is expanded; a relative path is looked up in each allowed folder in order and the
@@ -119,8 +69,7 @@ class SourceReader:
         user_agent: str = "imagechat-mcp/0.1 (+https://github.com/imagechat-mcp)",
         _trusted_test_networks: Sequence[str] = (),
     ) -> None:
-        self._allowed = tuple(dict.fromkeys(Path(d).expanduser().resolve() for d in allowed_dirs))
-        self._allow_hidden = allow_hidden
+        self._folders = AllowedFolders(allowed_dirs, allow_hidden=allow_hidden)
         self._max_bytes = max_bytes
         self._fetcher = Fetcher(
             allow_http=allow_http,
@@ -134,7 +83,13 @@ class SourceReader:
 
     @property
     def allowed_dirs(self) -> tuple[Path, ...]:
-        return self._allowed
+        return self._folders.dirs
+
+    async def allowed_folder(self, folder: str, *, argument: str) -> Path:
+        return await anyio.to_thread.run_sync(lambda: self._folders.folder(folder, argument=argument))
+
+    async def path_in(self, folder: Path, name: str) -> str:
+        return await anyio.to_thread.run_sync(self._folders.path_in, folder, name)
 
     async def read(self, source: str, *, max_bytes: int | None = None, kind: str = "image") -> SourceData:
         """The bytes behind `source`, or a ToolError that says why not and what to do."""
@@ -167,18 +122,18 @@ class SourceReader:
         if scheme in ("http", "https"):
             return await self._read_url(text, "https" if scheme == "https" else "http", limit)
         if scheme == "image":
-            raise ToolError(f"{_label(text)} is an id of an image already loaded, not a file or URL to read.")
+            raise ToolError(f"{source_label(text)} is an id of an image already loaded, not a file or URL to read.")
         raise ToolError(
-            f"{_label(text)} uses the unsupported '{scheme}:' scheme. {_forms(kind)} "
+            f"{source_label(text)} uses the unsupported '{scheme}:' scheme. {_forms(kind)} "
             "(A file name containing ':' can be written as ./name.)"
         )
 
     async def _read_url(self, url: str, origin: Origin, limit: int) -> SourceData:
-        logger.debug("fetching %s", display_url(url))
+        logger.debug("fetching %s", source_label(url))
         try:
             fetched = await self._fetcher.fetch(url, limit)
         except FetchError as exc:
-            raise ToolError(f"{display_url(url)} {exc.problem}. {exc.advice}.") from None
+            raise ToolError(f"{source_label(url)} {exc.problem}. {exc.advice}.") from None
         name = _url_name(url) or _url_name(fetched.url) or urlsplit(fetched.url).hostname or "download"
         return SourceData(fetched.data, _clean_name(name), origin, fetched.media_type)
 
@@ -186,97 +141,18 @@ class SourceReader:
         parts = urlsplit(url)
         if parts.netloc.lower() not in ("", "localhost"):
             raise ToolError(
-                f"{_label(url)} names another computer ({parts.netloc}); file:// URLs are read only from "
+                f"{source_label(url)} names another computer ({parts.netloc}); file:// URLs are read only from "
                 "this one. Copy the file into an allowed folder and give its path."
             )
         path = url2pathname(parts.path)
         if not Path(path).is_absolute():
-            raise ToolError(f"{_label(url)} does not contain an absolute path. Use file:///full/path/to/file.")
+            raise ToolError(f"{source_label(url)} does not contain an absolute path. Use file:///full/path/to/file.")
         return self._read_path(path, "file-url", limit, kind, shown=url)
 
     def _read_path(self, raw: str, origin: Origin, limit: int, kind: str, shown: str | None = None) -> SourceData:
         """Runs in a worker thread: resolving and reading touch the disk."""
-        label = _label(shown or raw)
-        if "\x00" in raw:
-            raise ToolError(f"{label} contains a NUL character, which no file name can. Check the path.")
-        if not self._allowed:
-            raise ToolError(
-                f"{label} cannot be read: no folder is allowed for reading. Add one with {ALLOWED_DIRS_SETTING}."
-            )
-        try:
-            path = Path(raw).expanduser()
-        except RuntimeError:  # "~" with no home directory
-            path = Path(raw)
-        if path.drive.startswith(("\\\\", "//")):
-            # Windows UNC path: resolving it would already contact that server (and offer it our login).
-            raise ToolError(f"{label} is a network path. Copy the {kind} into an allowed folder and give that path.")
-        candidates = [path] if path.is_absolute() else [d / path for d in self._allowed]
-        try:
-            # Non-strict first: an outside path is refused whether or not it exists (no existence oracle).
-            inside = [r for r in (c.resolve() for c in candidates) if self._check_inside(r, label, kind)]
-            if not inside:
-                raise self._outside(label, kind)
-            target = next((r for r in inside if r.exists()), None)
-            if target is None:
-                raise ToolError(
-                    f"{label} was not found. Relative paths are looked up in the allowed folders "
-                    f"({self._folders()}). Check the name, or give the absolute path of a file in one of "
-                    "them."
-                )
-            target = target.resolve(strict=True)
-            if not self._check_inside(target, label, kind):  # changed since the first look
-                raise self._outside(label, kind)
-            return SourceData(_read_regular_file(target, label, limit, kind), _clean_name(target.name), origin, None)
-        except OSError as exc:
-            raise ToolError(
-                f"{label} could not be read ({exc.strerror or type(exc).__name__}). Check that the file "
-                "exists and is readable."
-            ) from None
-
-    def _check_inside(self, resolved: Path, label: str, kind: str) -> bool:
-        """Whether `resolved` is inside an allowed folder; ToolError if only through a hidden name."""
-        roots = [root for root in self._allowed if resolved.is_relative_to(root)]
-        if not roots or self._allow_hidden:
-            return bool(roots)
-        if any(not _hidden_part(resolved.relative_to(root)) for root in roots):
-            return True
-        hidden = _hidden_part(resolved.relative_to(roots[0]))
-        raise ToolError(
-            f"{label} is inside the hidden folder or file '{hidden}'. Hidden files (.ssh, .env, .git, ...) "
-            f"often hold secrets, so they are not read. Move the {kind} to a visible folder, or start the "
-            f"server with {ALLOW_HIDDEN_SETTING}."
-        )
-
-    def _outside(self, label: str, kind: str) -> ToolError:
-        return ToolError(
-            f"{label} is outside the allowed folders ({self._folders()}). Move the {kind} into one of them, "
-            f"or add its folder with {ALLOWED_DIRS_SETTING}."
-        )
-
-    def _folders(self) -> str:
-        return ", ".join(str(d) for d in self._allowed)
-
-
-def _read_regular_file(path: Path, label: str, limit: int, kind: str) -> bytes:
-    before = os.stat(path)
-    if stat.S_ISDIR(before.st_mode):
-        raise ToolError(f"{label} is a folder, not a file. Give the path of one {kind} file in it.")
-    if not stat.S_ISREG(before.st_mode):
-        raise ToolError(
-            f"{label} is not a regular file (it is a device, pipe or socket). Give the path of a {kind} file."
-        )
-    fd = os.open(path, _OPEN_FLAGS)
-    with os.fdopen(fd, "rb") as file:
-        # Judge the file we opened, not the name: it could have been swapped since the stat above.
-        opened = os.fstat(file.fileno())
-        if (opened.st_dev, opened.st_ino) != (before.st_dev, before.st_ino) or not stat.S_ISREG(opened.st_mode):
-            raise ToolError(f"{label} changed while it was being opened. Try again.")
-        if opened.st_size > limit:
-            raise ToolError(_too_big(label, opened.st_size, limit, kind))
-        data = file.read(limit + 1)
-    if len(data) > limit:  # it grew after the fstat
-        raise ToolError(_too_big(label, len(data), limit, kind))
-    return data
+        data, name = self._folders.read(raw, source_label(shown or raw), limit, kind)
+        return SourceData(data, _clean_name(name), origin, None)
 
 
 def _read_data_url(url: str, limit: int, kind: str) -> SourceData:
@@ -293,7 +169,7 @@ def _read_data_url(url: str, limit: int, kind: str) -> SourceData:
     compact = payload.translate(_WHITESPACE)
     # Refuse by the encoded length before decoding anything: base64 holds 3 bytes per 4 characters.
     if len(compact) * 3 // 4 - compact[-2:].count("=") > limit:
-        raise ToolError(_too_big(label, len(compact) * 3 // 4, limit, kind))
+        raise ToolError(too_big(label, len(compact) * 3 // 4, limit, kind))
     try:
         data = base64.b64decode(compact, validate=True)
     except (binascii.Error, ValueError):
@@ -315,15 +191,6 @@ def _looks_like_base64(text: str) -> bool:
     return compact.startswith(_BASE64_MAGIC) or max(len(part) for part in compact.split("/")) > 255
 
 
-def _hidden_part(relative: Path) -> str | None:
-    return next((part for part in relative.parts if part.startswith(".")), None)
-
-
-def _label(source: str, limit: int = 200) -> str:
-    shown = "".join(c if c.isprintable() else "?" for c in source)
-    return f"'{shown[:limit]}…'" if len(shown) > limit else f"'{shown}'"
-
-
 def _url_name(url: str) -> str:
     try:
         return unquote(urlsplit(url).path.rstrip("/").rpartition("/")[2])
@@ -334,11 +201,6 @@ def _url_name(url: str) -> str:
 def _clean_name(name: str) -> str:
     """A name from outside, safe to show: no control characters, bounded length."""
     return "".join(c for c in name if c.isprintable())[:255] or "unnamed"
-
-
-def _too_big(label: str, size: int, limit: int, kind: str) -> str:
-    limits = f"{format_size(size)}, over the {format_size(limit)} limit per {kind}"
-    return f"{label} is {limits}. Use a smaller or more compressed copy."
 
 
 def _forms(kind: str) -> str:

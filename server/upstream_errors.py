@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from server.logsafe import redact
+
+if TYPE_CHECKING:
+    import openai
 
 
 def upstream_message(exc: Exception) -> str:
@@ -21,7 +24,6 @@ def explain(exc: Exception, *, base_url: str, model: str) -> str:
     import openai
 
     detail = upstream_message(exc)
-    code = getattr(exc, "code", None)
     if isinstance(exc, openai.APITimeoutError):
         return (
             f"The upstream at {base_url} did not answer in time. Try again, raise IMAGECHAT_TIMEOUT, or check "
@@ -32,11 +34,21 @@ def explain(exc: Exception, *, base_url: str, model: str) -> str:
             f"Could not reach the upstream at {base_url}. Check OPENAI_BASE_URL and that the server is running "
             "and reachable."
         )
-    if code == "model_not_found" or (isinstance(exc, openai.NotFoundError) and "model" in detail.lower()):
+    if is_model_not_found(exc):
         return (
             f"The upstream does not serve model {model!r}. Choose another with set_options(model=...) "
             f"(the models resource lists what it serves). Upstream said: {detail}"
         )
+    if isinstance(exc, openai.APIStatusError):
+        return _status_message(exc, base_url, detail)
+    return f"The upstream call failed: {redact(type(exc).__name__)}: {redact(str(exc))}"
+
+
+def _status_message(exc: openai.APIStatusError, base_url: str, detail: str) -> str:
+    """An HTTP error answer, by its kind (the SDK maps each status to an exception class)."""
+    import openai
+
+    code = getattr(exc, "code", None)
     if isinstance(exc, openai.AuthenticationError):
         return (
             "The upstream rejected the API key (401). Set a valid OPENAI_API_KEY in the server's environment "
@@ -56,20 +68,24 @@ def explain(exc: Exception, *, base_url: str, model: str) -> str:
     if isinstance(exc, openai.NotFoundError):
         return f"The upstream at {base_url} answered 404: {detail}. Check OPENAI_BASE_URL."
     if isinstance(exc, openai.BadRequestError):
-        if code == "context_length_exceeded" or ("context" in detail.lower() and "length" in detail.lower()):
-            return (
-                "The conversation is too long for the model's context window. Start from an earlier turn with "
-                "starting_point=<n> or 'start', or use set_options(truncation='auto'). "
-                f"Upstream said: {detail}"
-            )
-        if code in ("content_policy_violation", "content_filter") or "safety" in detail.lower():
-            return f"The upstream refused the request under its content policy. Upstream said: {detail}"
-        return f"The upstream refused the request (400): {detail}"
+        return _refusal_message(code, detail)
     if isinstance(exc, openai.InternalServerError):
         return f"The upstream failed ({getattr(exc, 'status_code', 500)}), even after retries. Try again later."
-    if isinstance(exc, openai.APIStatusError):
-        return f"The upstream answered {exc.status_code}: {detail}"
-    return f"The upstream call failed: {redact(type(exc).__name__)}: {redact(str(exc))}"
+    return f"The upstream answered {exc.status_code}: {detail}"
+
+
+def _refusal_message(code: object, detail: str) -> str:
+    """A 400: the context window, the content policy, or anything else the upstream refused."""
+    lowered = detail.lower()
+    if code == "context_length_exceeded" or ("context" in lowered and "length" in lowered):
+        return (
+            "The conversation is too long for the model's context window. Start from an earlier turn with "
+            "starting_point=<n> or 'start', or use set_options(truncation='auto'). "
+            f"Upstream said: {detail}"
+        )
+    if code in ("content_policy_violation", "content_filter") or "safety" in lowered:
+        return f"The upstream refused the request under its content policy. Upstream said: {detail}"
+    return f"The upstream refused the request (400): {detail}"
 
 
 def is_missing_previous(exc: Exception) -> bool:

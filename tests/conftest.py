@@ -58,5 +58,5 @@ def mode(request: pytest.FixtureRequest) -> str:
 @asynccontextmanager
 async def connect(settings: Settings, mode: str = "auto", **changes: Any) -> AsyncIterator[Client]:
     server = build_server(replace(settings, **changes) if changes else settings)
-    async with Client(server, mode=mode) as client:  # type: ignore[arg-type]
+    async with Client(server, mode=mode) as client:
         yield client

@@ -216,7 +216,7 @@ def _message_item(item_id: str, status: str, texts: list[str]) -> JSONDict:
     return {"id": item_id, "type": "message", "status": status, "role": "assistant", "content": content}
 
 
-class _Server(ThreadingHTTPServer):
+class UpstreamServer(ThreadingHTTPServer):
     """Keeps track of open connections so stop() can close them and join their threads."""
 
     daemon_threads = True
@@ -271,7 +271,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
-        cast(_Server, self.server).upstream._dispatch(self)
+        cast(UpstreamServer, self.server).upstream._dispatch(self)
 
     do_POST = do_GET
     do_DELETE = do_GET
@@ -324,7 +324,7 @@ class FakeUpstream:
         self._failures: list[_Failure] = []
         self._stored: dict[str, _Stored] = {}
         self._stopping = threading.Event()
-        self._server: _Server | None = None
+        self._server: UpstreamServer | None = None
         # Requests whose client hung up before the answer was complete (a cancelled stream, say).
         self.disconnects = 0
         self._thread: threading.Thread | None = None
@@ -335,7 +335,7 @@ class FakeUpstream:
         if self._server is not None:
             return self
         self._stopping.clear()
-        self._server = _Server(self)
+        self._server = UpstreamServer(self)
         port = self._server.server_address[1]
         self.base_url = f"http://127.0.0.1:{port}/v1"
         self._thread = threading.Thread(

@@ -12,7 +12,8 @@ async def call(client: Client, name: str, arguments: dict[str, Any] | None = Non
     text = " ".join(getattr(block, "text", "") for block in result.content)
     assert not result.is_error, f"{name} failed: {text}"
     assert result.structured_content is not None
-    return result.structured_content
+    content: dict[str, Any] = result.structured_content
+    return content
 
 
 async def fails(client: Client, name: str, arguments: dict[str, Any] | None = None) -> str:

@@ -32,7 +32,7 @@ from PIL import Image
 from server import logsafe
 from server.app import build_server
 from server.settings import Settings
-from server.sources import SourceReader
+from server.sources import SafeSourceReader
 from tests import images
 from tests.fake_upstream import FakeUpstream, Reply
 from tests.helpers import call, fails
@@ -53,10 +53,10 @@ FORMATS = "accepted formats: AVIF, BMP, GIF, JPEG, PNG, TIFF, WEBP"
 
 @asynccontextmanager
 async def serve(
-    settings: Settings, mode: str, reader: SourceReader | None = None, **changes: Any
+    settings: Settings, mode: str, reader: SafeSourceReader | None = None, **changes: Any
 ) -> AsyncIterator[Client]:
     server = build_server(replace(settings, **changes) if changes else settings, reader=reader)
-    async with Client(server, mode=mode) as client:  # type: ignore[arg-type]
+    async with Client(server, mode=mode) as client:
         yield client
 
 
@@ -266,15 +266,15 @@ NAMES = {
 }
 
 
-def guarded_reader(pictures: Path, **kwargs: Any) -> SourceReader:
+def guarded_reader(pictures: Path, **kwargs: Any) -> SafeSourceReader:
     """The production rules, with names resolved from NAMES instead of DNS."""
-    return SourceReader([pictures], resolver=table_resolver(NAMES), **kwargs)
+    return SafeSourceReader([pictures], resolver=table_resolver(NAMES), **kwargs)
 
 
-def web_reader(pictures: Path) -> SourceReader:
+def web_reader(pictures: Path) -> SafeSourceReader:
     """As guarded_reader, but 127.0.0.1 (only) counts as public and plain http is allowed, so that a test
     web server can stand in for an image host."""
-    return SourceReader(
+    return SafeSourceReader(
         [pictures], allow_http=True, resolver=table_resolver(NAMES), _trusted_test_networks=["127.0.0.1/32"]
     )
 

@@ -220,7 +220,7 @@ def probe_server() -> ImageChatServer:
 
 
 async def test_the_checks_follow_whatever_schema_a_tool_advertises(mode: str) -> None:
-    async with Client(probe_server(), mode=mode) as client:  # type: ignore[arg-type]
+    async with Client(probe_server(), mode=mode) as client:
         shade = await fails(client, "paint", {"shade": "grey"})
         count = await fails(client, "paint", {"shade": "dark", "count": 10})
         unknown = await fails(client, "paint", {"shade": "dark", "cuont": 2})

@@ -65,7 +65,7 @@ async def test_the_workflow_over_http_with_progress(
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         seen.append(message)
 
-    async with Client(http_server, mode=mode) as client:  # type: ignore[arg-type]
+    async with Client(http_server, mode=mode) as client:
         await call(client, "load_image", {"source": str(pictures / "red.png"), "conversation_id": mode})
         answer = await client.call_tool(
             "chat", {"prompt": "Count", "conversation_id": mode}, progress_callback=on_progress

@@ -14,11 +14,15 @@ from server.settings import Settings
 from tests.conftest import connect
 from tests.fake_upstream import FakeUpstream
 from tests.helpers import call, decoded_image, user_content
-from tools import imaging
-from tools.image_sizing import Detail, image_tokens
+from tools import image_sizing, imaging
+from tools.image_sizing import Detail
 
 # The model families, plus a name no rule knows (a local OpenAI-compatible server).
 MODELS = ("gpt-4.1-mini", "gpt-4o", "gpt-5", "gpt-5.4", "my-local-llava")
+
+
+def image_tokens(width: int, height: int, *, detail: Detail, model: str) -> int:
+    return image_sizing.target(width, height, detail=detail, model=model).tokens
 
 
 @pytest.fixture
@@ -161,7 +165,7 @@ async def test_the_prepared_image_is_reused_across_turns_and_conversations(
 
     def counting(data: bytes, **kwargs: Any) -> imaging.Prepared:
         result = real_prepare(data, **kwargs)
-        prepared.append((result.width, kwargs["detail"]))
+        prepared.append((result.width, kwargs["target"].detail))
         return result
 
     monkeypatch.setattr(imaging, "prepare", counting)

@@ -13,11 +13,28 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from tools import imaging
-from tools.image_sizing import UNKNOWN, rule_for
-from tools.imaging import DetailNotSupported, ImageRejected, image_tokens, supported_details, target_size
+from tools import image_decode, image_mime, image_sizing, imaging
+from tools.image_decode import ImageRejected
+from tools.image_sizing import UNKNOWN, Detail, DetailNotSupported, rule_for, supported_details
 
 LIMIT = 50_000_000
+
+
+# The two halves of image_sizing.target that the sizing tests below check.
+def target_size(width: int, height: int, *, detail: Detail, model: str) -> tuple[int, int]:
+    return image_sizing.target(width, height, detail=detail, model=model).size
+
+
+def image_tokens(width: int, height: int, *, detail: Detail, model: str) -> int:
+    return image_sizing.target(width, height, detail=detail, model=model).tokens
+
+
+def prepare(data: bytes, *, detail: Detail, model: str, max_pixels: int) -> imaging.Prepared:
+    """imaging.prepare at the size the model works at, computed first as request.prepared_image does.
+    The header is read here without a pixel limit, so prepare's own limit is what a test sees."""
+    info = image_decode.inspect_image(data, max_pixels=2**62, max_frames=1)
+    target = image_sizing.target(info.width, info.height, detail=detail, model=model)
+    return imaging.prepare(data, target=target, max_pixels=max_pixels)
 
 
 def encode(img: Image.Image, fmt: str, **params: object) -> bytes:
@@ -89,7 +106,7 @@ SIZING = [
 
 @pytest.mark.parametrize(("model", "detail", "size", "expected", "tokens"), SIZING)
 def test_sizing_matches_the_published_rules(
-    model: str, detail: imaging.Detail, size: tuple[int, int], expected: tuple[int, int], tokens: int
+    model: str, detail: Detail, size: tuple[int, int], expected: tuple[int, int], tokens: int
 ) -> None:
     assert target_size(*size, detail=detail, model=model) == expected
     assert image_tokens(*size, detail=detail, model=model) == tokens
@@ -109,7 +126,7 @@ def test_sizing_matches_the_published_rules(
     ],
 )
 def test_model_family_matches_names_with_dates_and_router_prefixes(model: str, family: str) -> None:
-    assert imaging.model_family(model) == family
+    assert image_sizing.model_family(model) == family
 
 
 def test_original_detail_is_refused_for_models_without_it() -> None:
@@ -143,7 +160,7 @@ details = st.sampled_from(["auto", "low", "high", "original"])
 @settings(max_examples=400, deadline=None)
 @given(st.sampled_from(MODELS), details, sides, sides)
 def test_target_size_never_upscales_and_keeps_the_token_estimate(
-    model: str, detail: imaging.Detail, width: int, height: int
+    model: str, detail: Detail, width: int, height: int
 ) -> None:
     if detail not in supported_details(model):
         return
@@ -156,7 +173,7 @@ def test_target_size_never_upscales_and_keeps_the_token_estimate(
 @settings(max_examples=300, deadline=None)
 @given(st.sampled_from(MODELS[:-1]), details, sides, sides)
 def test_unknown_models_are_never_sized_smaller_than_a_known_one(
-    model: str, detail: imaging.Detail, width: int, height: int
+    model: str, detail: Detail, width: int, height: int
 ) -> None:
     assert rule_for("unknown-model") is UNKNOWN
     if detail not in supported_details(model):
@@ -170,7 +187,7 @@ def test_unknown_models_are_never_sized_smaller_than_a_known_one(
 
 
 def test_prepare_sends_the_model_size_as_jpeg_with_the_same_tokens() -> None:
-    prepared = imaging.prepare(noisy_jpeg(), detail="high", model="gpt-4o", max_pixels=LIMIT)
+    prepared = prepare(noisy_jpeg(), detail="high", model="gpt-4o", max_pixels=LIMIT)
     assert (prepared.width, prepared.height, prepared.mime, prepared.tokens) == (1024, 768, "image/jpeg", 765)
     assert decode(prepared.data).size == (1024, 768)
     assert len(prepared.data) < len(noisy_jpeg()) / 10
@@ -178,19 +195,19 @@ def test_prepare_sends_the_model_size_as_jpeg_with_the_same_tokens() -> None:
 
 def test_prepare_never_upscales_a_small_image() -> None:
     data = encode(Image.new("RGB", (300, 200), "green"), "PNG")
-    prepared = imaging.prepare(data, detail="high", model="gpt-5.4", max_pixels=LIMIT)
+    prepared = prepare(data, detail="high", model="gpt-5.4", max_pixels=LIMIT)
     assert (prepared.width, prepared.height) == (300, 200)
     assert decode(prepared.data).size == (300, 200)
 
 
 def test_prepare_passes_a_jpeg_of_the_right_size_through_unchanged() -> None:
     data = encode(Image.new("RGB", (640, 480), "navy"), "JPEG")
-    assert imaging.prepare(data, detail="high", model="gpt-4o", max_pixels=LIMIT).data == data
+    assert prepare(data, detail="high", model="gpt-4o", max_pixels=LIMIT).data == data
 
 
 def test_opaque_rgba_becomes_jpeg() -> None:
     data = encode(Image.new("RGBA", (64, 64), (10, 200, 30, 255)), "PNG")
-    prepared = imaging.prepare(data, detail="high", model="gpt-4o", max_pixels=LIMIT)
+    prepared = prepare(data, detail="high", model="gpt-4o", max_pixels=LIMIT)
     assert prepared.mime == "image/jpeg"
     assert decode(prepared.data).mode == "RGB"
 
@@ -198,7 +215,7 @@ def test_opaque_rgba_becomes_jpeg() -> None:
 def test_real_alpha_is_kept_in_png_or_webp() -> None:
     img = Image.new("RGBA", (1600, 1600), (255, 0, 0, 255))
     img.paste((0, 0, 0, 0), (0, 0, 800, 1600))  # left half transparent
-    prepared = imaging.prepare(encode(img, "PNG"), detail="high", model="gpt-4o", max_pixels=LIMIT)
+    prepared = prepare(encode(img, "PNG"), detail="high", model="gpt-4o", max_pixels=LIMIT)
     assert prepared.mime in ("image/png", "image/webp")
     out = decode(prepared.data).convert("RGBA")
     assert out.size == (768, 768)
@@ -234,7 +251,7 @@ def hatching(size: tuple[int, int]) -> Image.Image:
 )
 def test_with_transparency_the_smaller_of_png_and_webp_is_sent(picture: Image.Image, winner: str, loser: str) -> None:
     data = cut_out(picture)
-    prepared = imaging.prepare(data, detail="high", model="gpt-4o", max_pixels=LIMIT)
+    prepared = prepare(data, detail="high", model="gpt-4o", max_pixels=LIMIT)
     assert prepared.mime == winner
     assert len(prepared.data) < len(encode(decode(data), loser, quality=85))
     out = decode(prepared.data).convert("RGBA")
@@ -252,9 +269,9 @@ def exif_rotated_jpeg(size: tuple[int, int], orientation: int) -> bytes:
 
 def test_exif_orientation_is_applied_and_decides_the_size() -> None:
     data = exif_rotated_jpeg((2000, 1000), orientation=6)  # stored landscape, shown portrait
-    info = imaging.inspect_image(data, max_pixels=LIMIT, max_frames=1)
+    info = image_decode.inspect_image(data, max_pixels=LIMIT, max_frames=1)
     assert (info.width, info.height) == (1000, 2000)
-    prepared = imaging.prepare(data, detail="high", model="gpt-4o", max_pixels=LIMIT)
+    prepared = prepare(data, detail="high", model="gpt-4o", max_pixels=LIMIT)
     assert (prepared.width, prepared.height) == (768, 1536)
     out = decode(prepared.data)
     assert out.size == (768, 1536)
@@ -265,19 +282,19 @@ def test_exif_orientation_is_applied_and_decides_the_size() -> None:
 
 
 def test_large_jpeg_is_decoded_in_draft_mode() -> None:
-    scaled = imaging.decode_scaled(noisy_jpeg(), size=(1024, 768), max_pixels=LIMIT)
+    scaled = image_decode.decode_scaled(noisy_jpeg(), size=(1024, 768), max_pixels=LIMIT)
     assert scaled.size == (2000, 1500)  # 1/2 scale is the smallest that still covers 1024x768
-    assert imaging.decode_scaled(noisy_jpeg(), size=(400, 300), max_pixels=LIMIT).size == (500, 375)
+    assert image_decode.decode_scaled(noisy_jpeg(), size=(400, 300), max_pixels=LIMIT).size == (500, 375)
 
 
 def test_draft_size_follows_the_displayed_orientation() -> None:
     data = exif_rotated_jpeg((4000, 3000), orientation=6)
-    assert imaging.decode_scaled(data, size=(768, 1024), max_pixels=LIMIT).size == (1500, 2000)
+    assert image_decode.decode_scaled(data, size=(768, 1024), max_pixels=LIMIT).size == (1500, 2000)
 
 
 def test_cmyk_jpeg_becomes_rgb_with_its_colour() -> None:
     data = encode(Image.new("CMYK", (100, 100), (0, 255, 255, 0)), "JPEG")  # full magenta + yellow
-    out = decode(imaging.prepare(data, detail="high", model="gpt-4o", max_pixels=LIMIT).data)
+    out = decode(prepare(data, detail="high", model="gpt-4o", max_pixels=LIMIT).data)
     red = pixel(out, (50, 50))
     assert out.mode == "RGB"
     assert red[0] > 200 and red[1] < 60 and red[2] < 60
@@ -285,12 +302,12 @@ def test_cmyk_jpeg_becomes_rgb_with_its_colour() -> None:
 
 def test_palette_images_keep_transparency_only_when_they_have_it() -> None:
     opaque = Image.new("RGB", (50, 50), "orange").convert("P")
-    assert imaging.prepare(encode(opaque, "PNG"), detail="low", model="gpt-4o", max_pixels=LIMIT).mime == ("image/jpeg")
+    assert prepare(encode(opaque, "PNG"), detail="low", model="gpt-4o", max_pixels=LIMIT).mime == ("image/jpeg")
     clear = Image.new("P", (50, 50), 0)
     clear.putpalette([0, 0, 0, 255, 255, 255])
     clear.paste(1, (25, 0, 50, 50))
     data = encode(clear, "PNG", transparency=0)
-    prepared = imaging.prepare(data, detail="low", model="gpt-4o", max_pixels=LIMIT)
+    prepared = prepare(data, detail="low", model="gpt-4o", max_pixels=LIMIT)
     out = decode(prepared.data).convert("RGBA")
     assert pixel(out, (5, 5))[3] == 0 and pixel(out, (45, 5)) == (255, 255, 255, 255)
 
@@ -298,7 +315,7 @@ def test_palette_images_keep_transparency_only_when_they_have_it() -> None:
 def test_16_bit_grayscale_is_scaled_not_clipped() -> None:
     img = Image.new("I;16", (256, 16))
     img.putdata([x * 257 for x in range(256)] * 16)  # 0 .. 65535 left to right
-    out = decode(imaging.prepare(encode(img, "PNG"), detail="high", model="gpt-4o", max_pixels=LIMIT).data)
+    out = decode(prepare(encode(img, "PNG"), detail="high", model="gpt-4o", max_pixels=LIMIT).data)
     assert out.mode == "L"
     left, middle, right = (out.getpixel((x, 8)) for x in (2, 128, 253))
     assert isinstance(left, int) and isinstance(middle, int) and isinstance(right, int)
@@ -309,17 +326,17 @@ def test_16_bit_grayscale_is_scaled_not_clipped() -> None:
 
 
 def test_inspect_reports_format_size_frames_and_alpha() -> None:
-    info = imaging.inspect_image(encode(Image.new("LA", (30, 20)), "PNG"), max_pixels=LIMIT, max_frames=1)
-    assert info == imaging.ImageInfo("PNG", "image/png", 30, 20, 1, True)
+    info = image_decode.inspect_image(encode(Image.new("LA", (30, 20)), "PNG"), max_pixels=LIMIT, max_frames=1)
+    assert info == image_decode.ImageInfo("PNG", "image/png", 30, 20, 1, True)
     colors = [(i * 50, 0, 0) for i in range(5)]  # distinct: Pillow merges identical frames
-    gif = imaging.inspect_image(animated_gif(colors), max_pixels=LIMIT, max_frames=2)
+    gif = image_decode.inspect_image(animated_gif(colors), max_pixels=LIMIT, max_frames=2)
     assert (gif.format, gif.mime, gif.frames) == ("GIF", "image/gif", 5)
 
 
 def test_multi_picture_jpeg_counts_as_one_jpeg() -> None:
     main, preview = Image.new("RGB", (64, 48), "red"), Image.new("RGB", (64, 48), "blue")
     data = encode(main, "MPO", save_all=True, append_images=[preview])
-    info = imaging.inspect_image(data, max_pixels=LIMIT, max_frames=4)
+    info = image_decode.inspect_image(data, max_pixels=LIMIT, max_frames=4)
     assert (info.format, info.frames) == ("JPEG", 1)
 
 
@@ -334,19 +351,19 @@ def test_multi_picture_jpeg_counts_as_one_jpeg() -> None:
 )
 def test_pixel_limit_is_checked_before_decoding(size: tuple[int, int], max_pixels: int, limit_text: str) -> None:
     with pytest.raises(ImageRejected, match=f"too large.*{limit_text}.*IMAGECHAT_MAX_PIXELS"):
-        imaging.inspect_image(png_header_only(*size), max_pixels=max_pixels, max_frames=1)
+        image_decode.inspect_image(png_header_only(*size), max_pixels=max_pixels, max_frames=1)
 
 
 def test_the_configured_limit_may_exceed_pillows_default() -> None:
     # 10000 x 10000 is over Pillow's 89.5 MP default: a user who raised IMAGECHAT_MAX_PIXELS can load it.
-    info = imaging.inspect_image(png_header_only(10_000, 10_000), max_pixels=120_000_000, max_frames=1)
+    info = image_decode.inspect_image(png_header_only(10_000, 10_000), max_pixels=120_000_000, max_frames=1)
     assert (info.width, info.height) == (10_000, 10_000)
 
 
 def test_pixel_limit_applies_to_prepare_and_load_frames() -> None:
     data = encode(Image.new("RGB", (200, 200)), "PNG")
     with pytest.raises(ImageRejected, match="too large"):
-        imaging.prepare(data, detail="high", model="gpt-4o", max_pixels=10_000)
+        prepare(data, detail="high", model="gpt-4o", max_pixels=10_000)
     with pytest.raises(ImageRejected, match="too large"):
         imaging.load_frames(data, mode="first", max_frames=1, max_pixels=10_000)
 
@@ -355,22 +372,22 @@ def test_pixel_limit_applies_to_prepare_and_load_frames() -> None:
 def test_formats_outside_the_allow_list_are_refused(fmt: str) -> None:
     data = encode(Image.new("RGB", (16, 16), "red"), fmt)
     with pytest.raises(ImageRejected, match="Not a supported image"):
-        imaging.inspect_image(data, max_pixels=LIMIT, max_frames=1)
+        image_decode.inspect_image(data, max_pixels=LIMIT, max_frames=1)
 
 
 def test_non_images_are_refused_with_what_to_do() -> None:
     with pytest.raises(ImageRejected, match="Convert it to PNG or JPEG"):
-        imaging.inspect_image(b"%PDF-1.7 not an image", max_pixels=LIMIT, max_frames=1)
+        image_decode.inspect_image(b"%PDF-1.7 not an image", max_pixels=LIMIT, max_frames=1)
 
 
 def test_truncated_jpeg_is_refused() -> None:
     data = noisy_jpeg(800, 600)
     cut = data[: len(data) * 2 // 3]
-    imaging.inspect_image(cut, max_pixels=LIMIT, max_frames=1)  # the header alone looks fine
+    image_decode.inspect_image(cut, max_pixels=LIMIT, max_frames=1)  # the header alone looks fine
     for call in (
-        lambda: imaging.decode_check(cut, max_pixels=LIMIT),
+        lambda: image_decode.decode_check(cut, max_pixels=LIMIT),
         lambda: imaging.load_frames(cut, mode="first", max_frames=1, max_pixels=LIMIT),
-        lambda: imaging.prepare(cut, detail="high", model="gpt-4o", max_pixels=LIMIT),
+        lambda: prepare(cut, detail="high", model="gpt-4o", max_pixels=LIMIT),
     ):
         with pytest.raises(ImageRejected, match="truncated"):
             call()
@@ -450,12 +467,12 @@ def test_thumbnail_budget_too_small_for_any_image_is_a_value_error() -> None:
     ],
 )
 def test_sniff_mime_from_magic_bytes(fmt: str, mime: str) -> None:
-    assert imaging.sniff_mime(encode(Image.new("RGB", (8, 8)), fmt)) == mime
+    assert image_mime.sniff_mime(encode(Image.new("RGB", (8, 8)), fmt)) == mime
 
 
 def test_sniff_mime_of_non_images_is_none() -> None:
-    assert imaging.sniff_mime(b"hello world, this is text") is None
-    assert imaging.sniff_mime(b"") is None
+    assert image_mime.sniff_mime(b"hello world, this is text") is None
+    assert image_mime.sniff_mime(b"") is None
 
 
 # --- hostile bytes -----------------------------------------------------------------------------
@@ -481,7 +498,7 @@ def damaged_images(draw: st.DrawFn) -> bytes:
 @given(st.one_of(st.binary(max_size=2048), damaged_images()))
 def test_hostile_bytes_are_either_accepted_or_rejected_cleanly(data: bytes) -> None:
     for call in (
-        lambda: imaging.inspect_image(data, max_pixels=1_000_000, max_frames=4),
+        lambda: image_decode.inspect_image(data, max_pixels=1_000_000, max_frames=4),
         lambda: imaging.load_frames(data, mode="all", max_frames=4, max_pixels=1_000_000),
     ):
         with contextlib.suppress(ImageRejected):

@@ -100,7 +100,7 @@ async def test_cancelling_the_call_cancels_the_upstream_and_records_nothing(
         listing = await client.call_tool("preview", {"target": "conversation", "format": "json"})
     assert upstream.disconnects == 1
     assert len(pending["images"]) == 1
-    assert listing.is_error or json.loads(listing.structured_content["text"]) == []  # type: ignore[index]
+    assert listing.is_error or json.loads(listing.structured_content["text"]) == []
 
 
 async def test_heartbeat_progress_while_the_model_thinks(

@@ -18,7 +18,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from PIL import Image
 
 from tests import images
-from tools import imaging
+from tools import image_decode, imaging
 from tools.attach_file import DOCUMENT_TYPES, check_content, document_type
 from tools.sanitize import clean_text
 
@@ -80,20 +80,20 @@ def mutated(draw: st.DrawFn) -> bytes:
 def load_or_refuse(data: bytes) -> None:
     """What load_image does with the bytes: inspect the header, then decode the frames."""
     try:
-        info = imaging.inspect_image(data, max_pixels=MAX_PIXELS, max_frames=MAX_FRAMES)
+        info = image_decode.inspect_image(data, max_pixels=MAX_PIXELS, max_frames=MAX_FRAMES)
         for mode in ("first", "all"):
             frames = imaging.load_frames(data, mode=mode, max_frames=MAX_FRAMES, max_pixels=MAX_PIXELS)
             assert 1 <= len(frames) <= MAX_FRAMES
-    except imaging.ImageRejected as refusal:
+    except image_decode.ImageRejected as refusal:
         assert str(refusal).strip()  # always says something
         return
-    assert info.width * info.height <= MAX_PIXELS and info.format in imaging.ALLOWED_FORMATS
+    assert info.width * info.height <= MAX_PIXELS and info.format in image_decode.ALLOWED_FORMATS
 
 
 def test_every_seed_loads() -> None:
     # Otherwise the mutations below start from files that were refused already.
     for seed in SEEDS:
-        assert imaging.inspect_image(seed, max_pixels=MAX_PIXELS, max_frames=MAX_FRAMES).width > 0
+        assert image_decode.inspect_image(seed, max_pixels=MAX_PIXELS, max_frames=MAX_FRAMES).width > 0
         assert imaging.load_frames(seed, mode="all", max_frames=MAX_FRAMES, max_pixels=MAX_PIXELS)
 
 
@@ -115,7 +115,7 @@ def test_a_cut_off_image_is_never_half_loaded(seed: bytes, data: st.DataObject) 
     cut = data.draw(st.integers(1, len(seed) - 1))
     try:
         frames = imaging.load_frames(seed[:cut], mode="first", max_frames=1, max_pixels=MAX_PIXELS)
-    except imaging.ImageRejected:
+    except image_decode.ImageRejected:
         return
     # Accepted only when the cut removed nothing the picture needs (a trailer, padding): same pixels.
     with Image.open(io.BytesIO(frames[0])) as got, Image.open(io.BytesIO(seed)) as want:

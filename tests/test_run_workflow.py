@@ -11,7 +11,7 @@ import copy
 import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from PIL import Image
@@ -74,7 +74,7 @@ def colours(body: dict[str, Any]) -> list[tuple[int, int, int]]:
     for part in user_content(body):
         if part["type"] == "input_image":
             with Image.open(io.BytesIO(decoded_image(part)[1])) as sent:
-                pixel = sent.convert("RGB").getpixel((5, 5))
+                pixel = cast(tuple[int, int, int], sent.convert("RGB").getpixel((5, 5)))
             # Images may be re-encoded on the way (JPEG): match each to the nearest test colour.
             found.append(min((RED, GREEN, BLUE), key=lambda c: sum(abs(a - b) for a, b in zip(c, pixel, strict=True))))
     return found

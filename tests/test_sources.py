@@ -25,7 +25,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 from server.addresses import literal_ip, refusal_reason
 from server.fetch import Fetcher, FetchError
-from server.sources import Resolver, SourceReader, default_allowed_dirs
+from server.folders import default_allowed_dirs
+from server.sources import Resolver, SafeSourceReader
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 SECRET = b"-----BEGIN OPENSSH PRIVATE KEY----- do not leak"
@@ -47,7 +48,7 @@ async def no_dns(host: str, port: int) -> list[str]:
     raise AssertionError(f"no DNS lookup expected, got one for {host!r}")
 
 
-async def refused(reader: SourceReader, source: str, **kwargs: Any) -> str:
+async def refused(reader: SafeSourceReader, source: str, **kwargs: Any) -> str:
     with pytest.raises(ToolError) as info:
         await reader.read(source, **kwargs)
     return str(info.value)
@@ -141,14 +142,14 @@ def web() -> Iterator[Server]:
         yield server
 
 
-def web_reader(**kwargs: Any) -> SourceReader:
+def web_reader(**kwargs: Any) -> SafeSourceReader:
     """A reader that may reach 127.0.0.1 (only) and knows images.example as 127.0.0.1."""
     options: dict[str, Any] = {
         "allow_http": True,
         "resolver": table_resolver({"images.example": ["127.0.0.1"]}),
         "_trusted_test_networks": ["127.0.0.1/32"],
     }
-    return SourceReader([], **(options | kwargs))
+    return SafeSourceReader([], **(options | kwargs))
 
 
 @pytest.fixture
@@ -166,14 +167,14 @@ def folders(tmp_path: Path) -> tuple[Path, Path]:
 
 async def test_reads_a_file_inside_an_allowed_folder(folders: tuple[Path, Path]) -> None:
     allowed, _ = folders
-    data = await SourceReader([allowed]).read(str(allowed / "cat.png"))
+    data = await SafeSourceReader([allowed]).read(str(allowed / "cat.png"))
     assert (data.data, data.name, data.origin, data.media_type) == (PNG, "cat.png", "path", None)
 
 
 async def test_tilde_is_expanded(folders: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     allowed, _ = folders
     monkeypatch.setenv("HOME", str(allowed.parent))
-    assert (await SourceReader([allowed]).read("~/allowed/cat.png")).data == PNG
+    assert (await SafeSourceReader([allowed]).read("~/allowed/cat.png")).data == PNG
 
 
 async def test_relative_paths_are_looked_up_in_each_allowed_folder_in_order(tmp_path: Path) -> None:
@@ -183,7 +184,7 @@ async def test_relative_paths_are_looked_up_in_each_allowed_folder_in_order(tmp_
     (second / "sub" / "b.png").write_bytes(b"from second")
     (first / "a.png").write_bytes(b"from first")
     (second / "a.png").write_bytes(b"from second")
-    reader = SourceReader([first, second])
+    reader = SafeSourceReader([first, second])
     assert (await reader.read("sub/b.png")).data == b"from second"
     assert (await reader.read("a.png")).data == b"from first"
 
@@ -196,7 +197,7 @@ async def test_paths_outside_the_allowed_folders_are_refused(folders: tuple[Path
         "dotdot-relative": "../outside/secret.png",
         "absolute": str(outside / "secret.png"),
     }[how]
-    message = await refused(SourceReader([allowed]), source)
+    message = await refused(SafeSourceReader([allowed]), source)
     assert "outside the allowed folders" in message
     assert str(allowed) in message and "IMAGECHAT_ALLOWED_DIRS" in message and "--allowed-dir" in message
     assert source in message and SECRET.decode() not in message
@@ -205,7 +206,7 @@ async def test_paths_outside_the_allowed_folders_are_refused(folders: tuple[Path
 async def test_a_missing_file_outside_is_called_outside_not_missing(folders: tuple[Path, Path]) -> None:
     allowed, outside = folders
     # Saying "not found" here would tell an agent which files exist outside the allowed folders.
-    message = await refused(SourceReader([allowed]), str(outside / "nope.png"))
+    message = await refused(SafeSourceReader([allowed]), str(outside / "nope.png"))
     assert "outside the allowed folders" in message
 
 
@@ -214,7 +215,7 @@ async def test_a_folder_name_that_merely_starts_like_an_allowed_one_is_outside(t
     allowed.mkdir()
     evil.mkdir()
     (evil / "a.png").write_bytes(PNG)
-    message = await refused(SourceReader([allowed]), str(evil / "a.png"))
+    message = await refused(SafeSourceReader([allowed]), str(evil / "a.png"))
     assert "outside the allowed folders" in message
 
 
@@ -222,7 +223,7 @@ async def test_a_symlink_to_a_file_outside_is_refused(folders: tuple[Path, Path]
     allowed, outside = folders
     (allowed / "innocent.png").symlink_to(outside / "secret.png")
     (allowed / "door").symlink_to(outside, target_is_directory=True)
-    reader = SourceReader([allowed])
+    reader = SafeSourceReader([allowed])
     assert "outside the allowed folders" in await refused(reader, str(allowed / "innocent.png"))
     assert "outside the allowed folders" in await refused(reader, "door/secret.png")
 
@@ -230,7 +231,7 @@ async def test_a_symlink_to_a_file_outside_is_refused(folders: tuple[Path, Path]
 async def test_a_symlink_to_a_file_inside_is_followed(folders: tuple[Path, Path]) -> None:
     allowed, _ = folders
     (allowed / "alias.png").symlink_to(allowed / "cat.png")
-    data = await SourceReader([allowed]).read(str(allowed / "alias.png"))
+    data = await SafeSourceReader([allowed]).read(str(allowed / "alias.png"))
     assert data.data == PNG and data.name == "cat.png"
 
 
@@ -240,13 +241,13 @@ async def test_hidden_files_and_folders_are_refused_unless_allowed(folders: tupl
     (allowed / ".ssh" / "id_rsa").write_bytes(SECRET)
     (allowed / ".env").write_bytes(SECRET)
     (allowed / "pic.png").symlink_to(allowed / ".ssh" / "id_rsa")
-    reader = SourceReader([allowed])
+    reader = SafeSourceReader([allowed])
     for source, part in ((".ssh/id_rsa", ".ssh"), (str(allowed / ".env"), ".env"), ("pic.png", ".ssh")):
         message = await refused(reader, source)
         assert f"hidden folder or file '{part}'" in message
         assert "IMAGECHAT_ALLOW_HIDDEN" in message and "--allow-hidden" in message
         assert SECRET.decode() not in message
-    relaxed = SourceReader([allowed], allow_hidden=True)
+    relaxed = SafeSourceReader([allowed], allow_hidden=True)
     assert (await relaxed.read(".ssh/id_rsa")).data == SECRET
     assert (await relaxed.read(str(allowed / ".env"))).data == SECRET
 
@@ -255,13 +256,13 @@ async def test_a_hidden_name_above_the_allowed_folder_does_not_count(tmp_path: P
     project = tmp_path / ".config" / "project"
     project.mkdir(parents=True)
     (project / "a.png").write_bytes(PNG)
-    assert (await SourceReader([project]).read(str(project / "a.png"))).data == PNG
+    assert (await SafeSourceReader([project]).read(str(project / "a.png"))).data == PNG
 
 
 async def test_a_folder_is_refused(folders: tuple[Path, Path]) -> None:
     allowed, _ = folders
     (allowed / "album").mkdir()
-    message = await refused(SourceReader([allowed]), str(allowed / "album"))
+    message = await refused(SafeSourceReader([allowed]), str(allowed / "album"))
     assert "is a folder, not a file" in message and "Give the path of one image file" in message
 
 
@@ -269,20 +270,20 @@ async def test_a_folder_is_refused(folders: tuple[Path, Path]) -> None:
 async def test_a_fifo_is_refused_without_blocking(folders: tuple[Path, Path]) -> None:
     allowed, _ = folders
     os.mkfifo(allowed / "pipe.png")
-    message = await refused(SourceReader([allowed]), str(allowed / "pipe.png"))
+    message = await refused(SafeSourceReader([allowed]), str(allowed / "pipe.png"))
     assert "not a regular file" in message
 
 
 async def test_a_missing_file_is_named_with_the_folders_searched(folders: tuple[Path, Path]) -> None:
     allowed, _ = folders
-    message = await refused(SourceReader([allowed]), "dog.png")
+    message = await refused(SafeSourceReader([allowed]), "dog.png")
     assert "'dog.png' was not found" in message and str(allowed) in message
 
 
 async def test_files_over_the_size_cap_are_refused(folders: tuple[Path, Path]) -> None:
     allowed, _ = folders
     (allowed / "ten.bin").write_bytes(b"0123456789")
-    reader = SourceReader([allowed], max_bytes=9)
+    reader = SafeSourceReader([allowed], max_bytes=9)
     message = await refused(reader, "ten.bin", kind="file")
     assert "is 10 bytes, over the 9 bytes limit per file" in message and "smaller" in message
     assert (await reader.read("ten.bin", max_bytes=10)).data == b"0123456789"
@@ -290,14 +291,14 @@ async def test_files_over_the_size_cap_are_refused(folders: tuple[Path, Path]) -
 
 async def test_with_no_allowed_folder_every_path_is_refused(folders: tuple[Path, Path]) -> None:
     allowed, _ = folders
-    message = await refused(SourceReader([]), str(allowed / "cat.png"))
+    message = await refused(SafeSourceReader([]), str(allowed / "cat.png"))
     assert "no folder is allowed" in message and "IMAGECHAT_ALLOWED_DIRS" in message
 
 
 async def test_allowed_dirs_are_resolved(folders: tuple[Path, Path], tmp_path: Path) -> None:
     allowed, _ = folders
     (tmp_path / "link").symlink_to(allowed, target_is_directory=True)
-    assert SourceReader([tmp_path / "link", allowed]).allowed_dirs == (allowed.resolve(),)
+    assert SafeSourceReader([tmp_path / "link", allowed]).allowed_dirs == (allowed.resolve(),)
 
 
 # --- file:// and data: URLs, bare base64, other schemes ----------------------------------------------
@@ -306,7 +307,7 @@ async def test_allowed_dirs_are_resolved(folders: tuple[Path, Path], tmp_path: P
 async def test_file_urls_are_read_like_paths(folders: tuple[Path, Path]) -> None:
     allowed, outside = folders
     (allowed / "my cat.png").write_bytes(PNG)
-    reader = SourceReader([allowed])
+    reader = SafeSourceReader([allowed])
     for url in (f"file://{allowed}/cat.png", f"file://localhost{allowed}/my%20cat.png"):
         data = await reader.read(url)
         assert data.data == PNG and data.origin == "file-url"
@@ -316,12 +317,12 @@ async def test_file_urls_are_read_like_paths(folders: tuple[Path, Path]) -> None
 
 async def test_data_urls_are_decoded(folders: tuple[Path, Path]) -> None:
     url = "data:image/png;base64," + base64.b64encode(PNG).decode()
-    data = await SourceReader([]).read(url)
+    data = await SafeSourceReader([]).read(url)
     assert (data.data, data.name, data.origin, data.media_type) == (PNG, "data-url", "data-url", "image/png")
 
 
 async def test_bad_data_urls_are_refused_without_echoing_them() -> None:
-    reader = SourceReader([], max_bytes=1000)
+    reader = SafeSourceReader([], max_bytes=1000)
     message = await refused(reader, "data:image/png;base64,iVBOR@@@not*base64")
     assert "valid base64" in message and "iVBOR" not in message
     assert "not base64-encoded" in await refused(reader, "data:text/plain,hello")
@@ -333,7 +334,7 @@ async def test_bad_data_urls_are_refused_without_echoing_them() -> None:
 async def test_bare_base64_is_refused_with_a_hint(folders: tuple[Path, Path]) -> None:
     allowed, _ = folders
     blob = base64.b64encode(PNG).decode()
-    reader = SourceReader([allowed])
+    reader = SafeSourceReader([allowed])
     message = await refused(reader, blob)
     assert "looks like raw base64" in message and "data:image/png;base64," in message
     assert blob[:40] not in message
@@ -345,7 +346,7 @@ async def test_bare_base64_is_refused_with_a_hint(folders: tuple[Path, Path]) ->
 async def test_a_long_path_without_dots_is_still_treated_as_a_path(folders: tuple[Path, Path]) -> None:
     allowed, _ = folders
     source = "Screenshots/FromTheTeamMeetingLastWeek/WithoutAnyExtensionAtAll/AndQuiteLong"
-    message = await refused(SourceReader([allowed]), source)
+    message = await refused(SafeSourceReader([allowed]), source)
     assert f"'{source}' was not found" in message
 
 
@@ -359,12 +360,12 @@ async def test_a_long_path_without_dots_is_still_treated_as_a_path(folders: tupl
     ],
 )
 async def test_other_schemes_are_refused_by_name(source: str, scheme: str) -> None:
-    message = await refused(SourceReader([], resolver=no_dns), source)
+    message = await refused(SafeSourceReader([], resolver=no_dns), source)
     assert f"unsupported '{scheme}:' scheme" in message and "https://" in message
 
 
 async def test_an_empty_source_is_refused() -> None:
-    assert "empty" in await refused(SourceReader([]), "  ")
+    assert "empty" in await refused(SafeSourceReader([]), "  ")
 
 
 # --- URLs: the address guard ---------------------------------------------------------------------------
@@ -392,13 +393,13 @@ async def test_an_empty_source_is_refused() -> None:
     ],
 )
 async def test_urls_to_non_public_addresses_are_refused_without_dns(url: str, reason: str) -> None:
-    message = await refused(SourceReader([], allow_http=True, resolver=no_dns), url)
+    message = await refused(SafeSourceReader([], allow_http=True, resolver=no_dns), url)
     assert reason in message
     assert "Only public internet addresses are downloaded" in message and "allowed folder" in message
 
 
 async def test_an_octal_host_is_refused() -> None:
-    message = await refused(SourceReader([], allow_http=True, resolver=no_dns), "http://0177.0.0.1/")
+    message = await refused(SafeSourceReader([], allow_http=True, resolver=no_dns), "http://0177.0.0.1/")
     assert "not a valid URL" in message
     assert literal_ip("0177.0.0.1") == ipaddress.ip_address("127.0.0.1")
 
@@ -409,29 +410,29 @@ def test_public_addresses_pass_the_guard() -> None:
 
 
 async def test_a_public_looking_name_that_resolves_to_loopback_is_refused() -> None:
-    reader = SourceReader([], resolver=table_resolver({"images.example.com": ["127.0.0.1"]}))
+    reader = SafeSourceReader([], resolver=table_resolver({"images.example.com": ["127.0.0.1"]}))
     message = await refused(reader, "https://images.example.com/cat.png")
     assert "127.0.0.1 (images.example.com resolves to it), a loopback address" in message
 
 
 async def test_one_private_answer_among_public_ones_refuses_the_name() -> None:
     resolver = table_resolver({"cdn.example.com": ["93.184.215.14", "10.1.2.3"]})
-    message = await refused(SourceReader([], resolver=resolver), "https://cdn.example.com/cat.png")
+    message = await refused(SafeSourceReader([], resolver=resolver), "https://cdn.example.com/cat.png")
     assert "10.1.2.3" in message and "private-network" in message and "Only public" in message
 
 
 async def test_an_unknown_host_is_reported() -> None:
-    message = await refused(SourceReader([], resolver=table_resolver({})), "https://nowhere.example/a.png")
+    message = await refused(SafeSourceReader([], resolver=table_resolver({})), "https://nowhere.example/a.png")
     assert "could not be found" in message and "Check the URL" in message
 
 
 async def test_plain_http_is_refused_unless_allowed() -> None:
-    message = await refused(SourceReader([], resolver=no_dns), "http://example.com/cat.png")
+    message = await refused(SafeSourceReader([], resolver=no_dns), "http://example.com/cat.png")
     assert "plain http://" in message and "IMAGECHAT_ALLOW_HTTP" in message and "--allow-http" in message
 
 
 async def test_urls_carrying_secrets_are_not_echoed() -> None:
-    reader = SourceReader([], resolver=table_resolver({"h.example": ["10.0.0.1"]}))
+    reader = SafeSourceReader([], resolver=table_resolver({"h.example": ["10.0.0.1"]}))
     message = await refused(reader, "https://user:hunter2@h.example/a.png?X-Amz-Signature=abc123")
     assert "hunter2" not in message and "abc123" not in message and "h.example/a.png" in message
 

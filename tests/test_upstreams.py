@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from tests.helpers import call, fails
 
 
 @pytest.fixture
-def chat_only() -> FakeUpstream:
+def chat_only() -> Iterator[FakeUpstream]:
     with FakeUpstream(serve_responses=False) as fake:
         yield fake
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import time
 from pathlib import PurePosixPath
+from typing import Annotated
 
 from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from tools.deps import Deps, check_conversation_id, content_id
-from tools.load_image import short
+from tools.deps import ConversationId, Deps, check_conversation_id, content_id
 from tools.models import FileRecord
 from tools.sanitize import clean_text
+from tools.source_label import source_label
 
 # What OpenAI's input_file accepts and ComfyUI's Input Files node offers, by extension.
 DOCUMENT_TYPES = {
@@ -23,6 +24,14 @@ DOCUMENT_TYPES = {
     ".json": "application/json",
     ".pdf": "application/pdf",
 }
+# The step's argument; the MCP tool's parameters are this and conversation_id (server/mcp_tools.py).
+DocumentSourceArg = Annotated[
+    str,
+    Field(
+        description="Path, file:// or data: URL of a .txt, .md, .csv, .json or .pdf "
+        "document inside the allowed folders."
+    ),
+]
 MEDIA_TO_EXT = {
     "text/plain": ".txt",
     "text/markdown": ".md",
@@ -87,14 +96,16 @@ async def store_document(deps: Deps, source: str) -> FileRecord:
     if not PurePosixPath(name).suffix:
         name += MEDIA_TO_EXT[mime]
     if not read.data:
-        raise ToolError(f"{short(source)!r} is empty: there is nothing to attach.")
+        raise ToolError(f"{source_label(source)} is empty: there is nothing to attach.")
     check_content(name, mime, read.data)
     record = FileRecord(file_id=content_id("file", read.data), name=name, mime=mime, bytes=len(read.data))
     await deps.store.put_file(record, read.data)
     return record
 
 
-async def attach_file(deps: Deps, source: str, conversation_id: str = "default") -> AttachFileResult:
+async def attach_file(
+    deps: Deps, source: DocumentSourceArg, conversation_id: ConversationId = "default"
+) -> AttachFileResult:
     check_conversation_id(conversation_id)
     if not isinstance(source, str) or not source.strip():
         raise ToolError("source is empty: give a path to a .txt, .md, .csv, .json or .pdf file.")

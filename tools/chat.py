@@ -1,36 +1,80 @@
 """The OpenAI Chat step: one turn of the conversation about the loaded images and files.
 
-A turn runs as a job in the server (tools/jobs.py). The request waits for it up to the wait budget, sending
-progress notifications; an answer that takes longer comes back as status "running" with its turn number, and
-`chat(turn=N)` or `preview` fetches it when it is done. A turn that fails or is cancelled before it was
-announced leaves no trace: the conversation and its pending attachments stay as they were.
+The step checks the call, plans it (tools/plan.py), runs it as a turn in the server (tools/turn.py) and waits
+for it up to the wait budget, sending progress notifications; an answer that takes longer comes back as
+status "running" with its turn number, and `chat(turn=N)` or `preview` fetches it when it is done. A turn that
+fails or is cancelled before it was announced leaves no trace: the conversation and its pending attachments
+stay as they were.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
-from tools import model_rules, pricing
+from tools import pricing
 from tools.deps import Deps, check_conversation_id
-from tools.jobs import Job
-from tools.models import Conversation, Options, Turn, Usage
-from tools.ports import ChatRequest, ContextLost
-from tools.request import TokenEstimate, abbreviate, build_request, estimate, image_ref
+from tools.models import Turn, Usage
+from tools.plan import ChatCall, plan_turn
+from tools.plan import StartingPoint as StartingPoint
+from tools.request import TokenEstimate, abbreviate, build_request, estimate
 from tools.sanitize import clean_text
-from tools.turns import announce, refresh, settle
+from tools.turn import TurnRun, live, refresh, start
 
 Progress = Callable[[float, float | None, str], Awaitable[None]]
-StartingPoint = int | str | None
 PROGRESS_INTERVAL = 0.5  # at most two progress notifications a second while tokens stream in
 HEARTBEAT = 5.0  # and one every 5 s while the model thinks, so clients that reset their timeout keep waiting
-MAX_WAIT = 3600.0
+MAX_WAIT = 3600  # seconds: the longest a call may wait for its answer
+
+# The step's arguments, declared once: the MCP tool's signature and the step below both use them.
+Prompt = Annotated[str, Field(description="What to ask or tell the model about the images.")]
+ImageIds = Annotated[
+    list[str] | None,
+    Field(description="Image ids (or image://<id>) to send; default: the images loaded since the last turn."),
+]
+FileIds = Annotated[
+    list[str] | None, Field(description="File ids to send; default: the files attached since the last turn.")
+]
+PersistContext = Annotated[
+    bool, Field(description="Continue the conversation (true) or send a stand-alone turn (false).")
+]
+ContinueFrom = Annotated[
+    StartingPoint,
+    Field(
+        description="Continue from this earlier turn number instead of the last, or 'start' to begin afresh. "
+        "Later turns are kept."
+    ),
+]
+TurnModel = Annotated[str | None, Field(description="Use this model for this turn only.")]
+DryRun = Annotated[
+    bool,
+    Field(
+        description="Return the request that would be sent and its estimated tokens and cost, without "
+        "calling the model."
+    ),
+]
+WaitSeconds = Annotated[
+    float | None,
+    Field(
+        ge=0,
+        le=MAX_WAIT,
+        description="How long to wait for the answer before returning status 'running' "
+        "(default: the server's IMAGECHAT_WAIT_SECONDS, just under a minute).",
+    ),
+]
+TurnNumber = Annotated[
+    int | None,
+    Field(
+        ge=1,
+        description="Instead of asking anything: wait for this earlier turn (one that came back "
+        "'running') and return its answer. The prompt is ignored.",
+    ),
+]
 
 
 class ChatResult(BaseModel):
@@ -73,34 +117,6 @@ def result_of(conversation_id: str, turn: Turn, notes: list[str] | None = None) 
     )
 
 
-def choose_parent(conversation: Conversation, persist_context: bool, starting_point: StartingPoint) -> int | None:
-    if starting_point == "start" or not persist_context:
-        return None
-    if starting_point is None:
-        last = conversation.last_usable_turn()
-        return last.turn if last else None
-    if isinstance(starting_point, str) and starting_point.strip().isdigit():
-        starting_point = int(starting_point.strip())
-    turn = conversation.get_turn(starting_point) if isinstance(starting_point, int) else None
-    if turn is not None and turn.usable:
-        return turn.turn
-    usable = [t.turn for t in conversation.turns if t.usable]
-    known = f"turns {', '.join(map(str, usable))}" if usable else "no finished turns yet"
-    raise ToolError(
-        f"starting_point {starting_point!r} is not a finished turn of {conversation.id!r} ({known}). "
-        "Use one of those turn numbers, or 'start' to begin afresh."
-    )
-
-
-def pick(refs: list[str] | None, pending: list[str], kind: str) -> list[str]:
-    if refs is None:
-        return list(pending)
-    picked = [image_ref(ref.strip()) for ref in refs]
-    if any(not ref for ref in picked):
-        raise ToolError(f"{kind} contains an empty id.")
-    return picked
-
-
 def budget(deps: Deps, wait_seconds: float | None) -> float:
     wait = deps.wait_seconds if wait_seconds is None else wait_seconds
     if not 0 <= wait <= MAX_WAIT:
@@ -108,24 +124,8 @@ def budget(deps: Deps, wait_seconds: float | None) -> float:
     return wait
 
 
-async def chat(
-    deps: Deps,
-    prompt: str,
-    conversation_id: str = "default",
-    images: list[str] | None = None,
-    files: list[str] | None = None,
-    persist_context: bool = True,
-    starting_point: StartingPoint = None,
-    model: str | None = None,
-    dry_run: bool = False,
-    progress: Progress | None = None,
-    wait_seconds: float | None = None,
-    turn: int | None = None,
-) -> ChatResult:
-    check_conversation_id(conversation_id)
-    wait = budget(deps, wait_seconds)
-    if turn is not None:
-        return await wait_for_turn(deps, conversation_id, turn, wait, progress)
+def check_prompt(deps: Deps, prompt: str) -> None:
+    """chat's rules for a prompt (a workflow's pre-flight checks its chat nodes' prompts with them too)."""
     if not prompt or not prompt.strip():
         raise ToolError("prompt is empty: say what you want to know about the images.")
     if len(prompt) > deps.limits.max_prompt_chars:
@@ -133,176 +133,100 @@ async def chat(
             f"prompt is {len(prompt)} characters; the limit is {deps.limits.max_prompt_chars} "
             "(IMAGECHAT_MAX_PROMPT_CHARS). Attach long text as a file with attach_file instead."
         )
-    plan = Plan(clean_text(prompt), images, files, persist_context, starting_point, model)
+
+
+async def chat(
+    deps: Deps,
+    prompt: Prompt,
+    conversation_id: str = "default",
+    images: ImageIds = None,
+    files: FileIds = None,
+    persist_context: PersistContext = True,
+    starting_point: ContinueFrom = None,
+    model: TurnModel = None,
+    dry_run: DryRun = False,
+    progress: Progress | None = None,
+    wait_seconds: WaitSeconds = None,
+    turn: TurnNumber = None,
+) -> ChatResult:
+    check_conversation_id(conversation_id)
+    wait = budget(deps, wait_seconds)
+    if turn is not None:
+        return await wait_for_turn(deps, conversation_id, turn, wait, progress)
+    check_prompt(deps, prompt)
+    call = ChatCall(clean_text(prompt), images, files, persist_context, starting_point, model)
     if dry_run:
-        return await plan.dry_run(deps, conversation_id)
-    job = Job(conversation_id)
-    deps.jobs.start(job, plan.run(deps))
-    return await follow(deps, job, wait, progress)
+        return await rehearse(deps, conversation_id, call)
+    return await follow(deps, start(deps, conversation_id, call), wait, progress)
 
 
-@dataclass(frozen=True)
-class Resolved:
-    """A plan read against the conversation as it is now."""
-
-    options: Options
-    images: list[str]
-    files: list[str]
-    parent: int | None
-    notes: list[str]
-
-
-class Plan:
-    """What one chat call asked for, turned into a request once the conversation is ours."""
-
-    def __init__(
-        self,
-        prompt: str,
-        images: list[str] | None,
-        files: list[str] | None,
-        persist_context: bool,
-        starting_point: StartingPoint,
-        model: str | None,
-    ) -> None:
-        self.prompt = prompt
-        self.images = images
-        self.files = files
-        self.persist_context = persist_context
-        self.starting_point = starting_point
-        self.model = model.strip() if model and model.strip() else None
-
-    def resolve(self, deps: Deps, conversation: Conversation) -> Resolved:
-        options = conversation.options
-        notes: list[str] = []
-        if self.model and self.model != options.model:
-            options, notes = model_rules.drop_unsupported(self.model, options.model_copy(update={"model": self.model}))
-        image_ids = pick(self.images, conversation.pending_images, "images")
-        file_ids = pick(self.files, conversation.pending_files, "files")
-        if len(image_ids) > deps.limits.max_images_per_turn:
-            raise ToolError(f"{len(image_ids)} images in one turn; the limit is {deps.limits.max_images_per_turn}.")
-        parent = choose_parent(conversation, self.persist_context, self.starting_point)
-        return Resolved(options, image_ids, file_ids, parent, notes)
-
-    async def dry_run(self, deps: Deps, conversation_id: str) -> ChatResult:
-        conversation = await deps.conversation(conversation_id)
-        plan = self.resolve(deps, conversation)
-        request = await self.request(deps, conversation, plan)
-        tokens = estimate(request)
-        return ChatResult(
-            conversation_id=conversation_id,
-            turn=None,
-            status="dry_run",
-            model=plan.options.model,
-            parent=plan.parent,
-            images=plan.images,
-            files=plan.files,
-            notes=plan.notes,
-            request=abbreviate(deps.upstream.render(request)),
-            estimated_input_tokens=tokens,
-            estimated_cost_usd=pricing.estimate(plan.options.model, tokens.total, plan.options.max_output_tokens),
-        )
-
-    async def request(
-        self, deps: Deps, conversation: Conversation, plan: Resolved, *, replay: bool = False
-    ) -> ChatRequest:
-        return await build_request(
-            deps,
-            conversation,
-            plan.options,
-            prompt=self.prompt,
-            images=plan.images,
-            files=plan.files,
-            parent=plan.parent,
-            replay=replay,
-        )
-
-    def run(self, deps: Deps) -> Callable[[Job], Awaitable[None]]:
-        async def work(job: Job) -> None:
-            # One turn at a time per conversation: a second chat waits rather than interleaving with the first.
-            async with deps.store.lock(f"turn:{job.conversation_id}"):
-                conversation = await deps.conversation(job.conversation_id)
-                plan = self.resolve(deps, conversation)
-                job.notes.extend(plan.notes)
-                job.number = conversation.next_number()
-                deps.jobs.register(job)
-                job.draft = Turn(
-                    turn=job.number,
-                    parent=plan.parent,
-                    prompt=self.prompt,
-                    images=plan.images,
-                    files=plan.files,
-                    status="running",
-                    model=plan.options.model,
-                    instructions=plan.options.instructions,
-                )
-                job.consumed = (self.images is None, self.files is None)
-                try:
-                    try:
-                        reply = await deps.upstream.send(await self.request(deps, conversation, plan), job)
-                    except ContextLost:
-                        job.notes.append("The upstream no longer had the previous response; the history was replayed.")
-                        replayed = await self.request(deps, conversation, plan, replay=True)
-                        reply = await deps.upstream.send(replayed, job)
-                except BaseException as exc:
-                    await settle(deps, job, None, exc)
-                    raise
-                await settle(deps, job, reply, None)
-
-        return work
+async def rehearse(deps: Deps, conversation_id: str, call: ChatCall) -> ChatResult:
+    """A dry run: the turn planned against the conversation as it is now, and its request, not sent."""
+    plan = plan_turn(await deps.conversation(conversation_id), call, max_images=deps.limits.max_images_per_turn)
+    request = await build_request(deps, plan)
+    tokens = estimate(request)
+    return ChatResult(
+        conversation_id=conversation_id,
+        turn=None,
+        status="dry_run",
+        model=plan.options.model,
+        parent=plan.parent,
+        images=plan.images,
+        files=plan.files,
+        notes=plan.notes,
+        request=abbreviate(deps.upstream.render(request)),
+        estimated_input_tokens=tokens,
+        estimated_cost_usd=pricing.estimate(plan.options.model, tokens.total, plan.options.max_output_tokens),
+    )
 
 
-async def follow(deps: Deps, job: Job, wait: float, progress: Progress | None) -> ChatResult:
-    """Wait for the job up to the budget, reporting progress; then its result, or "running"."""
+async def follow(deps: Deps, run: TurnRun, wait: float, progress: Progress | None) -> ChatResult:
+    """Wait for the turn up to the budget, reporting progress; then its result, or "running"."""
     try:
-        await watch(job, wait, progress)
+        await watch(run, wait, progress)
     except BaseException:
-        # The client gave up (or the server is stopping) before the answer was announced: stop generating too.
-        if not job.announced:
-            job.scope.cancel()
-            if job.background and job.response_id:
-                with anyio.CancelScope(shield=True):
-                    await deps.upstream.cancel(job.response_id)
+        await run.abandon(deps)
         raise
-    if not job.finished.is_set():
-        running = await announce(deps, job)
+    if not run.finished.is_set():
+        running = await run.announce(deps)
         if running is not None:
-            return result_of(job.conversation_id, running, job.notes)
-    return outcome(job)
+            return result_of(run.conversation_id, running, run.notes)
+    return outcome(run)
 
 
-def outcome(job: Job) -> ChatResult:
-    if job.error is not None:
-        raise job.error
-    if job.turn is None:
+def outcome(run: TurnRun) -> ChatResult:
+    if run.error is not None:
+        raise run.error
+    if run.recorded is None:
         raise ToolError("The turn was cancelled before it finished; nothing was recorded. Ask again.")
-    return result_of(job.conversation_id, job.turn, job.notes)
+    return result_of(run.conversation_id, run.recorded, run.notes)
 
 
-async def watch(job: Job, wait: float, progress: Progress | None) -> None:
+async def watch(run: TurnRun, wait: float, progress: Progress | None) -> None:
     deadline = time.monotonic() + wait
     sent_at, sent_deltas = time.monotonic(), 0
-    while not job.finished.is_set():
+    while not run.finished.is_set():
         left = deadline - time.monotonic()
         if left <= 0:
             return
         with anyio.move_on_after(min(PROGRESS_INTERVAL, left)):
-            await job.finished.wait()
-        now = time.monotonic()
-        fresh = job.deltas != sent_deltas
-        if progress is not None and not job.finished.is_set() and (fresh or now - sent_at >= HEARTBEAT):
-            sent_at, sent_deltas = now, job.deltas
-            doing = f"receiving answer: {job.deltas} tokens so far" if job.deltas else "waiting for the model"
-            await progress(round(job.elapsed, 1), None, f"{doing} ({job.elapsed:.0f} s)")
+            await run.finished.wait()
+        now, received = time.monotonic(), len(run.deltas)
+        fresh = received != sent_deltas
+        if progress is not None and not run.finished.is_set() and (fresh or now - sent_at >= HEARTBEAT):
+            sent_at, sent_deltas = now, received
+            doing = f"receiving answer: {received} tokens so far" if received else "waiting for the model"
+            await progress(round(run.elapsed, 1), None, f"{doing} ({run.elapsed:.0f} s)")
 
 
 async def wait_for_turn(
     deps: Deps, conversation_id: str, number: int, wait: float, progress: Progress | None
 ) -> ChatResult:
-    job = deps.jobs.get(conversation_id, number)
-    if job is not None:
-        await watch(job, wait, progress)
-        if job.finished.is_set():
-            return outcome(job)
+    run = live(deps, conversation_id, number)
+    if run is not None:
+        await watch(run, wait, progress)
+        if run.finished.is_set():
+            return outcome(run)
     conversation = await refresh(deps, conversation_id)
     found = conversation.get_turn(number) if conversation is not None else None
     if found is None:

@@ -6,22 +6,33 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import anyio
 from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import Field
 
-from tools.jobs import Jobs
 from tools.models import Conversation, Options
 from tools.ports import SourceReader, Store, Upstream
+from tools.running import RunningTurns
+
+MAX_CONVERSATION_ID = 128
+ConversationId = Annotated[
+    str, Field(description="Which conversation; created on first use.", max_length=MAX_CONVERSATION_ID)
+]
 
 
 @dataclass(frozen=True)
 class Limits:
-    max_image_bytes: int = 50 * 1024 * 1024
-    max_file_bytes: int = 32 * 1024 * 1024
-    max_pixels: int = 100_000_000
-    max_frames: int = 16
-    max_prompt_chars: int = 100_000
+    """The limits the steps enforce. The configurable ones have no defaults here: the server builds them from
+    its settings (server/settings.py SPECS holds each default once), field by field under the same name."""
+
+    max_image_bytes: int
+    max_file_bytes: int
+    max_pixels: int
+    max_frames: int
+    max_prompt_chars: int
+    # Not a setting: a fixed guard against a runaway list of image ids.
     max_images_per_turn: int = 64
 
 
@@ -32,12 +43,12 @@ class Deps:
     upstream: Upstream
     default_model: str
     presets: Mapping[str, str]
-    limits: Limits = field(default_factory=Limits)
+    limits: Limits
     # How long chat waits before answering "running" (IMAGECHAT_WAIT_SECONDS).
-    wait_seconds: float = 50.0
-    # Turns being generated in this process, and the task group they run in (owned by the server's lifespan,
-    # so a generation outlives the request that started it).
-    jobs: Jobs = field(default_factory=lambda: Jobs())
+    wait_seconds: float
+    # Turns being generated in this process, the task group they run in (owned by the server's lifespan, so a
+    # generation outlives the request that started it) and this process's owner id, made once per Deps.
+    turns: RunningTurns = field(default_factory=lambda: RunningTurns())
     # Where workflow files' LoadImage / OpenAIInputFiles names are looked up (ComfyUI's input folder).
     input_dir: Path | None = None
     # Pillow releases the GIL, but 2-core laptops still choke on ten 24 MP decodes at once.
@@ -58,5 +69,7 @@ def content_id(prefix: str, data: bytes) -> str:
 
 
 def check_conversation_id(conversation_id: str) -> None:
-    if not conversation_id or len(conversation_id) > 128 or not conversation_id.isprintable():
-        raise ToolError("conversation_id must be 1 to 128 printable characters, e.g. 'default' or 'cat-photos'.")
+    if not conversation_id or len(conversation_id) > MAX_CONVERSATION_ID or not conversation_id.isprintable():
+        raise ToolError(
+            f"conversation_id must be 1 to {MAX_CONVERSATION_ID} printable characters, e.g. 'default' or 'cat-photos'."
+        )

@@ -1,4 +1,8 @@
-"""Reading image files with Pillow: header checks (format, pixel limit), decoding, conversion to 8-bit sRGB."""
+"""Reading image files with Pillow: header checks (format, pixel limit), decoding, conversion to 8-bit sRGB.
+
+The building blocks `tools.imaging` loads, prepares and previews images with. Every problem with the
+input is raised as `ImageRejected` inside `decoding()`.
+"""
 
 from __future__ import annotations
 
@@ -66,31 +70,9 @@ class ImageInfo:
     has_alpha: bool  # an alpha channel or transparent colour exists (it may be all opaque)
 
 
-def sniff_mime(data: bytes) -> str | None:
-    """The image MIME type from the magic bytes (no decoding), or None."""
-    head = data[:32]
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
-        return "image/tiff"
-    if head.startswith(b"BM") and len(head) >= 14:
-        return "image/bmp"
-    if head[4:8] == b"ftyp":  # ISO-BMFF: AVIF when the major or a compatible brand says so
-        box = data[: min(int.from_bytes(data[:4], "big"), 256)]
-        brands = {box[i : i + 4] for i in range(8, len(box) - 3, 4)}
-        if brands & {b"avif", b"avis"}:
-            return "image/avif"
-    return None
-
-
 @contextmanager
-def _decoding() -> Iterator[None]:
+def decoding() -> Iterator[None]:
+    """Turns whatever Pillow raises on malformed input into ImageRejected."""
     try:
         yield
     except ImageRejected:
@@ -99,31 +81,26 @@ def _decoding() -> Iterator[None]:
         raise ImageRejected(f"The image data is corrupt or truncated ({exc}). {_RETRY}") from exc
 
 
-def _open(data: bytes, max_pixels: int) -> ImageFile.ImageFile:
+def open_image(data: bytes, max_pixels: int) -> ImageFile.ImageFile:
     """Open the header only, enforcing the format allow-list and the pixel limit."""
-    limit = _limit(max_pixels)
     try:
         img = Image.open(io.BytesIO(data), formats=_OPEN_FORMATS)
     except UnidentifiedImageError as exc:
         allowed = ", ".join(_OPEN_FORMATS)
         raise ImageRejected(f"Not a supported image (accepted formats: {allowed}). Convert it to PNG or JPEG.") from exc
     except Image.DecompressionBombError as exc:
-        raise _too_large("its header declares a size far over the limit", limit) from exc
+        raise too_large("its header declares a size far over the limit", max_pixels) from exc
     if _format(img) not in ALLOWED_FORMATS:
         raise ImageRejected(f"Image format {img.format} is not accepted. Convert it to PNG or JPEG.")
     width, height = img.size
     if width < 1 or height < 1:
         raise ImageRejected(f"The image has no pixels ({width}x{height}). {_RETRY}")
-    if width * height > limit:
-        raise _too_large(f"{width}x{height}", limit)
+    if width * height > max_pixels:
+        raise too_large(f"{width}x{height}", max_pixels)
     return img
 
 
-def _limit(max_pixels: int) -> int:
-    return max_pixels
-
-
-def _too_large(what: object, limit: int) -> ImageRejected:
+def too_large(what: object, limit: int) -> ImageRejected:
     return ImageRejected(
         f"The image is too large ({what}); the limit is {limit / 1e6:.1f} megapixels "
         "per image (IMAGECHAT_MAX_PIXELS). Resize it below the limit and load it again."
@@ -136,11 +113,11 @@ def _format(img: Image.Image) -> str:
     return "JPEG" if img.format == "MPO" else str(img.format)
 
 
-def _frames(img: Image.Image) -> int:
+def frame_count(img: Image.Image) -> int:
     return 1 if img.format == "MPO" else int(getattr(img, "n_frames", 1))
 
 
-def _orientation(img: Image.Image) -> int:
+def exif_orientation(img: Image.Image) -> int:
     # A PNG may keep EXIF after the pixel data; reading it would force a full decode, so
     # only EXIF found in the header counts there.
     if img.format == "PNG" and "exif" not in img.info:
@@ -159,13 +136,13 @@ def inspect_image(data: bytes, *, max_pixels: int, max_frames: int) -> ImageInfo
     `frames` reports the true frame count: `max_frames` limits nothing here because
     `load_frames` samples long animations down to its own cap.
     """
-    with _decoding():
-        img = _open(data, max_pixels)
+    with decoding():
+        img = open_image(data, max_pixels)
         width, height = img.size
-        if _orientation(img) in (5, 6, 7, 8):
+        if exif_orientation(img) in (5, 6, 7, 8):
             width, height = height, width
         fmt = _format(img)
-        return ImageInfo(fmt, _MIME[fmt], width, height, _frames(img), _has_alpha(img))
+        return ImageInfo(fmt, _MIME[fmt], width, height, frame_count(img), _has_alpha(img))
 
 
 def decode_check(data: bytes, *, max_pixels: int) -> None:
@@ -174,14 +151,14 @@ def decode_check(data: bytes, *, max_pixels: int) -> None:
     JPEGs decode at 1/8 scale: every byte is still entropy-decoded, so truncation is
     caught, at a fraction of the cost.
     """
-    with _decoding():
-        _decode(data, (1, 1), max_pixels)
+    with decoding():
+        decode_first(data, (1, 1), max_pixels)
 
 
-def _decode(data: bytes, size: tuple[int, int], max_pixels: int) -> tuple[ImageFile.ImageFile, int]:
+def decode_first(data: bytes, size: tuple[int, int], max_pixels: int) -> tuple[ImageFile.ImageFile, int]:
     """The first image decoded (JPEG at reduced DCT scale), and its EXIF orientation."""
-    img = _open(data, max_pixels)
-    orientation = _orientation(img)
+    img = open_image(data, max_pixels)
+    orientation = exif_orientation(img)
     if img.format in ("JPEG", "MPO"):
         stored = (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
         img.draft(None, stored)  # keeps the mode; scales by 1/2, 1/4 or 1/8 while still >= stored
@@ -189,7 +166,7 @@ def _decode(data: bytes, size: tuple[int, int], max_pixels: int) -> tuple[ImageF
     return img, orientation
 
 
-def _upright(img: Image.Image, orientation: int) -> Image.Image:
+def upright(img: Image.Image, orientation: int) -> Image.Image:
     return img.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else img
 
 
@@ -199,9 +176,9 @@ def decode_scaled(data: bytes, *, size: tuple[int, int], max_pixels: int) -> Ima
     JPEGs are decoded through the DCT at the smallest 1/2, 1/4 or 1/8 scale that still
     covers `size`, which is several times cheaper than a full decode of a large photo.
     """
-    with _decoding():
-        img, orientation = _decode(data, size, max_pixels)
-        return _upright(img, orientation)
+    with decoding():
+        img, orientation = decode_first(data, size, max_pixels)
+        return upright(img, orientation)
 
 
 def _to_8bit_gray(img: Image.Image) -> Image.Image:
@@ -215,7 +192,7 @@ def _to_8bit_gray(img: Image.Image) -> Image.Image:
     return as_float.point(lambda v: v * (255.0 / top)).convert("L")
 
 
-def _normalize(img: Image.Image) -> Image.Image:
+def normalize(img: Image.Image) -> Image.Image:
     """Convert to L, RGB, LA or RGBA in sRGB; drop an alpha channel that is fully opaque."""
     mode = img.mode
     icc = img.info.get("icc_profile")

@@ -2,8 +2,8 @@
 
 OpenAI scales every image down to a working size before the model sees it. Sending
 anything bigger only costs upload bytes and time; sending anything smaller loses detail
-the model would have used. `target_size` returns that working size for a model and
-`detail` level; `image_tokens` returns the input tokens OpenAI bills for it.
+the model would have used. `target` returns that working size for a model and `detail`
+level, with the input tokens OpenAI bills for it.
 
 The rules come from OpenAI's "Images and vision" guide
 (https://developers.openai.com/api/docs/guides/images-vision, "Model sizing behavior" and
@@ -33,10 +33,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
-Detail = Literal["auto", "low", "high", "original"]
-DETAILS: tuple[Detail, ...] = ("auto", "low", "high", "original")
+from tools.models import Detail as Detail  # re-exported: imaging and the benchmarks take it from here
+
+DETAILS: tuple[Detail, ...] = get_args(Detail)
 
 _PATCH = 32  # px per patch side (patch models)
 _TILE = 512  # px per tile side (tile models)
@@ -188,12 +189,38 @@ def _fit_budget(width: int, height: int, budget: int) -> tuple[int, int]:
     return new_w, new_h
 
 
-def target_size(width: int, height: int, *, detail: Detail, model: str) -> tuple[int, int]:
-    """The size OpenAI resizes a `width` x `height` image to before the model sees it."""
+@dataclass(frozen=True)
+class Target:
+    """What the model works at for one image: the size OpenAI resizes it to, and the tokens it bills."""
+
+    width: int
+    height: int
+    tokens: int
+    detail: Detail  # as asked for (`auto` stays `auto`: it is what the request says)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width, self.height
+
+
+def target(width: int, height: int, *, detail: Detail, model: str) -> Target:
+    """The size OpenAI resizes a `width` x `height` image to before the model sees it, and its tokens.
+
+    Raises DetailNotSupported when the model refuses `detail`."""
     if width < 1 or height < 1:
         raise ValueError(f"image size must be positive, got {width}x{height}")
     rule = rule_for(model)
     level = _resolve(rule, detail, model)
+    w, h = _fit(rule, level, width, height)
+    if isinstance(rule, TileRule):
+        tiles = math.ceil(w / _TILE) * math.ceil(h / _TILE)
+        tokens = rule.base if level == "low" else rule.base + rule.per_tile * tiles
+    else:
+        tokens = (_patches(w, h) * rule.multiplier_pct + 99) // 100
+    return Target(w, h, tokens, detail)
+
+
+def _fit(rule: Rule, level: Detail, width: int, height: int) -> tuple[int, int]:
     if isinstance(rule, TileRule):
         if level == "low":
             return _fit_box(width, height, _TILE)
@@ -209,14 +236,3 @@ def target_size(width: int, height: int, *, detail: Detail, model: str) -> tuple
     if fit.patch_budget is not None:
         width, height = _fit_budget(width, height, fit.patch_budget)
     return width, height
-
-
-def image_tokens(width: int, height: int, *, detail: Detail, model: str) -> int:
-    """Input tokens OpenAI bills for one image of this size (before its own resizing)."""
-    rule = rule_for(model)
-    w, h = target_size(width, height, detail=detail, model=model)
-    if isinstance(rule, TileRule):
-        if _resolve(rule, detail, model) == "low":
-            return rule.base
-        return rule.base + rule.per_tile * math.ceil(w / _TILE) * math.ceil(h / _TILE)
-    return (_patches(w, h) * rule.multiplier_pct + 99) // 100

@@ -9,11 +9,13 @@ share no state and only read module constants. Every problem with the input is r
 - `load_frames` turns a file into the still images that are stored: the file itself for
   a still image, PNG frames for an animation (OpenAI refuses animated GIFs).
 - `prepare` produces what is sent upstream: decoded at reduced scale where JPEG allows,
-  EXIF-rotated, resized to the size the model works at (`tools.image_sizing`), converted
-  to 8-bit sRGB, and encoded as JPEG, or PNG/WebP when it has real transparency.
+  EXIF-rotated, resized to the size the model works at (computed once by the caller with
+  `tools.image_sizing.target`), converted to 8-bit sRGB, and encoded as JPEG, or PNG/WebP
+  when it has real transparency.
 - `thumbnail` makes a preview under a byte budget (Claude Desktop refuses images over 1 MiB).
 
-Reading and decoding (`inspect_image`, `sniff_mime`, the sRGB conversion) live in `tools.image_decode`.
+Reading and decoding (`inspect_image`, `decode_scaled`, the sRGB conversion) live in `tools.image_decode`,
+sizing in `tools.image_sizing`, MIME sniffing (without Pillow) in `tools.image_mime`.
 """
 
 from __future__ import annotations
@@ -25,55 +27,25 @@ from typing import TYPE_CHECKING, Literal
 from PIL import Image
 
 from tools.image_decode import (
-    ALLOWED_FORMATS,
-    ImageInfo,
     ImageRejected,
-    _decode,
-    _decoding,
-    _frames,
-    _limit,
-    _normalize,
-    _open,
-    _orientation,
-    _too_large,
-    _upright,
     decode_check,
+    decode_first,
     decode_scaled,
+    decoding,
+    exif_orientation,
+    frame_count,
     inspect_image,
-    sniff_mime,
+    normalize,
+    open_image,
+    too_large,
+    upright,
 )
-from tools.image_sizing import (
-    Detail,
-    DetailNotSupported,
-    image_tokens,
-    model_family,
-    supported_details,
-    target_size,
-)
+from tools.image_sizing import Target
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
-__all__ = [
-    "ALLOWED_FORMATS",
-    "MAX_ANIMATION_FRAMES",
-    "Detail",
-    "DetailNotSupported",
-    "ImageInfo",
-    "ImageRejected",
-    "Prepared",
-    "decode_check",
-    "decode_scaled",
-    "image_tokens",
-    "inspect_image",
-    "load_frames",
-    "model_family",
-    "prepare",
-    "sniff_mime",
-    "supported_details",
-    "target_size",
-    "thumbnail",
-]
+__all__ = ["MAX_ANIMATION_FRAMES", "Prepared", "load_frames", "prepare", "thumbnail"]
 
 # frames="all" samples from start to end, and reaching a late GIF/APNG/WebP frame decodes every frame before
 # it: past this many frames that is refused rather than done (a 3000-frame GIF is more often an attack than a
@@ -99,13 +71,13 @@ def load_frames(data: bytes, *, mode: Literal["first", "all"], max_frames: int, 
     """
     if max_frames < 1:
         raise ValueError("max_frames must be at least 1")
-    with _decoding():
-        img = _open(data, max_pixels)
-        count = _frames(img)
+    with decoding():
+        img = open_image(data, max_pixels)
+        count = frame_count(img)
         if count == 1:
             decode_check(data, max_pixels=max_pixels)
             return [data]
-        orientation = _orientation(img)
+        orientation = exif_orientation(img)
         wanted = [0]
         if mode == "all":
             if count > MAX_ANIMATION_FRAMES:
@@ -126,9 +98,9 @@ def load_frames(data: bytes, *, mode: Literal["first", "all"], max_frames: int, 
         out = []
         for index in wanted:
             img.seek(index)
-            if img.size[0] * img.size[1] > _limit(max_pixels):  # TIFF pages each have their own size
-                raise _too_large(f"frame {index} is {img.size[0]}x{img.size[1]}", _limit(max_pixels))
-            out.append(_save(_upright(_normalize(img), orientation), "PNG"))
+            if img.size[0] * img.size[1] > max_pixels:  # TIFF pages each have their own size
+                raise too_large(f"frame {index} is {img.size[0]}x{img.size[1]}", max_pixels)
+            out.append(_save(upright(normalize(img), orientation), "PNG"))
         return out
 
 
@@ -180,27 +152,26 @@ def _encode(img: Image.Image, quality: int) -> tuple[bytes, str]:
     return _save(img, "JPEG", quality=quality, optimize=True), "image/jpeg"
 
 
-def prepare(data: bytes, *, detail: Detail, model: str, max_pixels: int, quality: int = 85) -> Prepared:
-    """The image as the model will look at it: right size, upright, compactly encoded.
+def prepare(data: bytes, *, target: Target, max_pixels: int, quality: int = 85) -> Prepared:
+    """The image as the model will look at it: at `target`'s size, upright, compactly encoded.
 
-    Never upscales. The token estimate of the result equals that of the original image,
-    because OpenAI's own resizing leaves an image of the target size unchanged.
-    Raises ImageRejected for bad input, DetailNotSupported when the model refuses `detail`.
+    `target` is `image_sizing.target` of the image's displayed size; it is never larger, so nothing is
+    upscaled. Its token estimate stays true, because OpenAI's own resizing leaves an image of the target
+    size unchanged. Raises ImageRejected for bad input.
     """
     info = inspect_image(data, max_pixels=max_pixels, max_frames=1)
-    size = target_size(info.width, info.height, detail=detail, model=model)
-    tokens = image_tokens(info.width, info.height, detail=detail, model=model)
-    with _decoding():
-        decoded, orientation = _decode(data, size, max_pixels)
+    size, tokens = target.size, target.tokens
+    with decoding():
+        decoded, orientation = decode_first(data, size, max_pixels)
         plain = decoded.format == "JPEG" and decoded.mode in ("RGB", "L") and orientation == 1
         if plain and "icc_profile" not in decoded.info and decoded.size == size == (info.width, info.height):
             return Prepared(data, "image/jpeg", *size, tokens)  # already what the model sees: no re-encode
-        img = _upright(decoded, orientation)
+        img = upright(decoded, orientation)
         if img.mode not in ("L", "RGB", "RGBA", "LA", "CMYK"):  # e.g. palette, 16-bit: convert to resize well
-            img = _normalize(img)
+            img = normalize(img)
         if img.size != size:
             img = img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
-        img = _normalize(img)
+        img = normalize(img)
     encoded, mime = _encode(img, quality)
     return Prepared(encoded, mime, *size, tokens)
 
@@ -215,8 +186,8 @@ def thumbnail(
     info = inspect_image(data, max_pixels=max_pixels, max_frames=1)
     scale = min(1.0, max_side / max(info.width, info.height))
     size = (max(1, round(info.width * scale)), max(1, round(info.height * scale)))
-    with _decoding():
-        img = _normalize(decode_scaled(data, size=size, max_pixels=max_pixels))
+    with decoding():
+        img = normalize(decode_scaled(data, size=size, max_pixels=max_pixels))
     img.thumbnail(size, Image.Resampling.LANCZOS)
     while True:
         for quality in (85, 70, 55, 40, 25):

@@ -5,21 +5,41 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
-from tools.deps import Deps, check_conversation_id, content_id
+from tools.deps import ConversationId, Deps, check_conversation_id, content_id
 from tools.models import ImageRecord
 from tools.sanitize import clean_text
+from tools.source_label import source_label
 
 if TYPE_CHECKING:
-    from tools import imaging
+    from tools import image_decode
 
 Frames = Literal["first", "all"]
 IMAGE_SCHEME = "image://"
+
+# The step's arguments; the MCP tool's parameters are these (server/mcp_tools.py).
+SourceArg = Annotated[
+    str | list[str],
+    Field(
+        description=(
+            "One image or a list: a file path, a file:// URL, a data:image/...;base64, URL, or image://<id> of "
+            "an image loaded before. Local files must be inside the allowed folders."
+        )
+    ),
+]
+FramesArg = Annotated[
+    Frames,
+    Field(
+        description=(
+            "For animated images: 'first' frame only, or 'all' frames (sampled evenly up to a cap) as a batch."
+        )
+    ),
+]
 
 
 class LoadedImage(BaseModel):
@@ -40,27 +60,19 @@ class LoadImageResult(BaseModel):
     pending_images: int = Field(description="Images now waiting to be sent with the next chat turn.")
 
 
-def short(source: str) -> str:
-    """A source as it may appear in a message: data URLs and long strings cut down."""
-    if source.startswith("data:"):
-        head = source.split(",", 1)[0]
-        return f"{head},... ({len(source)} characters)"
-    return source if len(source) <= 200 else source[:197] + "..."
-
-
-def _decode(data: bytes, frames: Frames, deps: Deps) -> list[tuple[imaging.ImageInfo, bytes]]:
-    from tools import imaging  # Pillow is imported on first use, not at start-up
+def _decode(data: bytes, frames: Frames, deps: Deps) -> list[tuple[image_decode.ImageInfo, bytes]]:
+    from tools import image_decode, imaging  # Pillow is imported on first use, not at start-up
 
     limits = deps.limits
-    info = imaging.inspect_image(data, max_pixels=limits.max_pixels, max_frames=limits.max_frames)
+    info = image_decode.inspect_image(data, max_pixels=limits.max_pixels, max_frames=limits.max_frames)
     blobs = imaging.load_frames(data, mode=frames, max_frames=limits.max_frames, max_pixels=limits.max_pixels)
     if frames == "first":
         # The first frame stands for the whole animation: report how many frames the source had.
         if blobs[0] is not data:
-            still = imaging.inspect_image(blobs[0], max_pixels=limits.max_pixels, max_frames=1)
+            still = image_decode.inspect_image(blobs[0], max_pixels=limits.max_pixels, max_frames=1)
             info = replace(still, frames=info.frames)
         return [(info, blobs[0])]
-    return [(imaging.inspect_image(blob, max_pixels=limits.max_pixels, max_frames=1), blob) for blob in blobs]
+    return [(image_decode.inspect_image(blob, max_pixels=limits.max_pixels, max_frames=1), blob) for blob in blobs]
 
 
 async def read_images(deps: Deps, source: str, frames: Frames) -> list[tuple[ImageRecord, bytes | None]]:
@@ -75,14 +87,14 @@ async def read_images(deps: Deps, source: str, frames: Frames) -> list[tuple[Ima
             )
         return [(record, None)]
     read = await deps.reader.read(source, max_bytes=deps.limits.max_image_bytes, kind="image")
-    from tools import imaging
+    from tools import image_decode
 
     try:
         decoded = await anyio.to_thread.run_sync(
             functools.partial(_decode, read.data, frames, deps), limiter=deps.image_workers
         )
-    except imaging.ImageRejected as exc:
-        raise ToolError(f"Could not load {short(source)!r}: {exc}") from None
+    except image_decode.ImageRejected as exc:
+        raise ToolError(f"Could not load {source_label(source)}: {exc}") from None
     records: list[tuple[ImageRecord, bytes | None]] = []
     for info, blob in decoded:
         record = ImageRecord(
@@ -100,7 +112,7 @@ async def read_images(deps: Deps, source: str, frames: Frames) -> list[tuple[Ima
 
 
 async def load_image(
-    deps: Deps, source: str | list[str], conversation_id: str = "default", frames: Frames = "first"
+    deps: Deps, source: SourceArg, conversation_id: ConversationId = "default", frames: FramesArg = "first"
 ) -> LoadImageResult:
     sources = [source] if isinstance(source, str) else list(source)
     if not sources:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from mcp.server.mcpserver.exceptions import ToolError
@@ -25,29 +26,55 @@ class Store(Protocol):
     async def get_variant(self, key: str) -> tuple[str, bytes] | None: ...
     async def put_variant(self, key: str, mime: str, data: bytes) -> None: ...
     def lock(self, conversation_id: str) -> AbstractAsyncContextManager[None]:
-        """Serialise the changes to one conversation (across replicas, for a shared store)."""
+        """Serialise the changes to one conversation (across replicas, for a shared store). Held briefly."""
+        ...
+
+    def turn_lock(self, conversation_id: str) -> AbstractAsyncContextManager[None]:
+        """One chat turn at a time per conversation, held while the answer is generated. A key space of its
+        own: it never blocks `lock` of any conversation, whatever the conversation ids."""
         ...
 
     async def close(self) -> None: ...
 
 
-class SourceBytes(Protocol):
-    """What a source held: its bytes, a display name, and the media type the source declared, if any."""
+Origin = Literal["path", "file-url", "data-url", "https", "http"]
 
-    @property
-    def data(self) -> bytes: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def origin(self) -> str: ...
-    @property
-    def media_type(self) -> str | None: ...
+
+@dataclass(frozen=True)
+class SourceData:
+    """What a source held: its bytes, a display name, where it came from, and the media type it declared."""
+
+    data: bytes
+    name: str  # display name: file basename, URL path's last segment, or "data-url"
+    origin: Origin
+    media_type: str | None  # from the data: URL or the HTTP Content-Type, else None
 
 
 class SourceReader(Protocol):
-    """Reads a path or URL an agent named, within the configured limits; raises ToolError otherwise."""
+    """Reads what an agent named, only inside the allowed folders and limits; raises ToolError otherwise.
 
-    async def read(self, source: str, *, max_bytes: int | None = None, kind: str = "image") -> SourceBytes: ...
+    Every rule about which local files may be read lives behind this port: callers ask it for the
+    allowed folders, for a folder they were given, and for a name inside a folder."""
+
+    @property
+    def allowed_dirs(self) -> tuple[Path, ...]:
+        """The allowed folders, resolved, in the order relative paths are looked up (may be empty)."""
+        ...
+
+    async def allowed_folder(self, folder: str, *, argument: str) -> Path:
+        """`folder` as an existing folder inside the allowed ones (a relative one is looked up in them),
+        else a ToolError that names it as the tool argument `argument`."""
+        ...
+
+    async def path_in(self, folder: Path, name: str) -> str:
+        """The source to `read` for `name` in the input folder `folder`; a ToolError saying it is not in
+        the input folder when it would lie inside it and does not exist."""
+        ...
+
+    async def read(self, source: str, *, max_bytes: int | None = None, kind: str = "image") -> SourceData:
+        """The bytes behind a path, file://, data: or https:// URL, at most `max_bytes` (default: the
+        reader's own cap); `kind` ("image", "file", ...) words the messages."""
+        ...
 
 
 @dataclass(frozen=True)

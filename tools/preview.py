@@ -4,20 +4,40 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
-from tools.deps import Deps, check_conversation_id
+from tools.deps import ConversationId, Deps, check_conversation_id
 from tools.models import Conversation, Turn
-from tools.turns import refresh
+from tools.turn import refresh
 
 PreviewFormat = Literal["text", "json", "markdown"]
 # Claude Desktop refuses images over 1 MiB once base64 is added; stay well under.
 THUMBNAIL_BYTES = 400_000
 TARGETS = "'last', 'conversation', 'options', 'pending', 'turn:<n>' or 'image:<image_id>'"
+
+# The step's arguments; the MCP tool's parameters are these (server/mcp_tools.py).
+TargetArg = Annotated[
+    str,
+    Field(
+        description=(
+            "'last' answer, 'conversation' (every turn), 'options', 'pending' attachments, 'turn:<n>', "
+            "or 'image:<image_id>' (a small thumbnail)."
+        )
+    ),
+]
+FormatArg = Annotated[
+    PreviewFormat,
+    Field(
+        description=(
+            "'text': strings as they are, other values as JSON; 'json': always JSON; 'markdown': a readable "
+            "transcript for target='conversation'."
+        )
+    ),
+]
 
 
 class PreviewResult(BaseModel):
@@ -78,7 +98,7 @@ async def existing(deps: Deps, conversation_id: str) -> Conversation:
 
 
 async def preview(
-    deps: Deps, conversation_id: str = "default", target: str = "last", format: PreviewFormat = "text"
+    deps: Deps, conversation_id: ConversationId = "default", target: TargetArg = "last", format: FormatArg = "text"
 ) -> PreviewResult:
     check_conversation_id(conversation_id)
     target = target.strip()

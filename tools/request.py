@@ -16,9 +16,9 @@ from pydantic import BaseModel, Field
 
 from tools import image_sizing
 from tools.deps import Deps
-from tools.load_image import IMAGE_SCHEME
-from tools.models import Conversation, Detail, Options, Turn
-from tools.ports import ChatRequest, FilePart, ImagePart, Message, Part, TextPart
+from tools.models import Detail, Options
+from tools.plan import TurnPlan
+from tools.ports import ChatRequest, FilePart, ImagePart, Message, TextPart
 
 
 class ImageEstimate(BaseModel):
@@ -44,10 +44,6 @@ def text_tokens(text: str) -> int:
     return math.ceil(len(text) / 4)
 
 
-def image_ref(ref: str) -> str:
-    return ref[len(IMAGE_SCHEME) :] if ref.startswith(IMAGE_SCHEME) else ref
-
-
 async def prepared_image(deps: Deps, image_id: str, options: Options) -> ImagePart:
     """The image as the model will see it, prepared once per (image, size) and cached in the store."""
     found = await deps.store.get_image(image_id)
@@ -56,25 +52,25 @@ async def prepared_image(deps: Deps, image_id: str, options: Options) -> ImagePa
             f"No image with id {image_id!r} is loaded. Call load_image first; its result gives the image_id."
         )
     record, data = found
-    detail = options.detail
     try:
-        width, height = image_sizing.target_size(record.width, record.height, detail=detail, model=options.model)
+        target = image_sizing.target(record.width, record.height, detail=options.detail, model=options.model)
     except image_sizing.DetailNotSupported as exc:
         raise ToolError(f"{exc} Change it with set_options(detail=...).") from None
-    tokens = image_sizing.image_tokens(record.width, record.height, detail=detail, model=options.model)
-    key = f"{image_id}/{width}x{height}"
+    key = f"{image_id}/{target.width}x{target.height}"
     cached = await deps.store.get_variant(key)
     if cached is not None:
         mime, blob = cached
-        return ImagePart(image_id, mime, blob, detail, width, height, tokens)
+        return ImagePart(image_id, mime, blob, target.detail, target.width, target.height, target.tokens)
     from tools import imaging  # Pillow is imported on first use, not at start-up
 
     prepared = await anyio.to_thread.run_sync(
-        functools.partial(imaging.prepare, data, detail=detail, model=options.model, max_pixels=deps.limits.max_pixels),
+        functools.partial(imaging.prepare, data, target=target, max_pixels=deps.limits.max_pixels),
         limiter=deps.image_workers,
     )
     await deps.store.put_variant(key, prepared.mime, prepared.data)
-    return ImagePart(image_id, prepared.mime, prepared.data, detail, prepared.width, prepared.height, prepared.tokens)
+    return ImagePart(
+        image_id, prepared.mime, prepared.data, target.detail, prepared.width, prepared.height, prepared.tokens
+    )
 
 
 async def file_part(deps: Deps, file_id: str) -> FilePart:
@@ -87,9 +83,13 @@ async def file_part(deps: Deps, file_id: str) -> FilePart:
     return FilePart(record.file_id, record.name, record.mime, data)
 
 
-async def user_message(deps: Deps, options: Options, prompt: str, images: list[str], files: list[str]) -> Message:
+def compose(prompt: str, images: list[ImagePart], files: list[FilePart]) -> Message:
     """The seed's order: the text, then the images, then the files."""
-    parts: list[Part] = [TextPart(prompt)]
+    return Message("user", [TextPart(prompt), *images, *files])
+
+
+async def user_message(deps: Deps, options: Options, prompt: str, images: list[str], files: list[str]) -> Message:
+    """One user message with its images prepared for the model and its files read from the store."""
     prepared: dict[int, ImagePart] = {}
 
     async def prepare(index: int, image_id: str) -> None:
@@ -103,39 +103,27 @@ async def user_message(deps: Deps, options: Options, prompt: str, images: list[s
     except BaseExceptionGroup as group:
         # Report the first image that failed as a plain error, as if they had been prepared one by one.
         raise group.exceptions[0] from None
-    parts.extend(prepared[index] for index in range(len(images)))
-    for file_id in files:
-        parts.append(await file_part(deps, file_id))
-    return Message("user", parts)
+    documents = [await file_part(deps, file_id) for file_id in files]
+    return compose(prompt, [prepared[index] for index in range(len(images))], documents)
 
 
-def chain_from(history: list[Turn]) -> str | None:
-    """The response id to continue from, when the upstream stored the last turn's response."""
-    if history and history[-1].stored and history[-1].response_id and history[-1].usable:
-        return history[-1].response_id
-    return None
-
-
-async def build_request(
-    deps: Deps,
-    conversation: Conversation,
-    options: Options,
-    *,
-    prompt: str,
-    images: list[str],
-    files: list[str],
-    parent: int | None,
-    replay: bool = False,
-) -> ChatRequest:
-    history = conversation.history(parent)
-    previous = None if replay else chain_from(history)
+def assemble(plan: TurnPlan, history: list[tuple[Message, str]], message: Message) -> ChatRequest:
+    """The request from its prepared parts: the replayed turns (each a user message and its answer), then
+    this turn's message; or only this turn's message, chained to the stored response."""
     messages: list[Message] = []
-    if previous is None:
-        for turn in history:
-            messages.append(await user_message(deps, options, turn.prompt, turn.images, turn.files))
-            messages.append(Message("assistant", [TextPart(turn.output)]))
-    messages.append(await user_message(deps, options, prompt, images, files))
-    return ChatRequest(options=options, messages=messages, previous_response_id=previous)
+    for asked, answer in history:
+        messages += [asked, Message("assistant", [TextPart(answer)])]
+    messages.append(message)
+    return ChatRequest(options=plan.options, messages=messages, previous_response_id=plan.previous_response_id)
+
+
+async def build_request(deps: Deps, plan: TurnPlan) -> ChatRequest:
+    options = plan.options
+    history = [
+        (await user_message(deps, options, turn.prompt, turn.images, turn.files), turn.output)
+        for turn in plan.replayed_history
+    ]
+    return assemble(plan, history, await user_message(deps, options, plan.prompt, plan.images, plan.files))
 
 
 def estimate(request: ChatRequest) -> TokenEstimate:

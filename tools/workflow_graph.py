@@ -9,15 +9,13 @@ preview. Every problem is gathered and refused at once, naming the node, before 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 from typing import Any
 
 from mcp.server.mcpserver.exceptions import ToolError
 
 from tools.sanitize import clean_text
-from tools.workflow_nodes import BATCH_INPUT, NOTE_TYPES, REROUTE, SPECS, UNSUPPORTED, NodeSpec, _chat_widgets
+from tools.workflow_nodes import NOTE_TYPES, REROUTE, SPECS, UNSUPPORTED, BadFileName, file_name
 
 Source = tuple[str, int]  # (origin node id, output slot)
 
@@ -113,24 +111,10 @@ def parse(workflow: Any) -> Plan:
 
 def input_file_name(node: Node, value: Any) -> str:
     """A LoadImage/OpenAIInputFiles name as a path relative to the input folder, like ComfyUI's."""
-    if not isinstance(value, str) or not value.strip():
-        raise ToolError(f"{node.label}: no file is chosen. Name a file in the input folder.")
-    name = value.strip()
-    match = re.fullmatch(r"(.*?)\s*\[(input|output|temp)\]", name)
-    if match:
-        if match.group(2) != "input":
-            raise ToolError(
-                f"{node.label}: {name!r} is in ComfyUI's {match.group(2)} folder; imagechat reads only the "
-                "input folder. Copy the file there and name it without the annotation."
-            )
-        name = match.group(1)
-    path = PurePosixPath(name.replace("\\", "/"))
-    if path.is_absolute() or ".." in path.parts or re.match(r"[A-Za-z]:", name):
-        raise ToolError(
-            f"{node.label}: {name!r} is not a name inside the input folder. Use a name such as 'example.png' "
-            "or 'sub/example.png' and set the input folder (input_dir, --input-dir or IMAGECHAT_INPUT_DIR)."
-        )
-    return str(path)
+    try:
+        return file_name(value)
+    except BadFileName as exc:
+        raise ToolError(f"{node.label}: {exc}") from None
 
 
 # -- the two formats --------------------------------------------------------------------------------
@@ -140,54 +124,52 @@ def _ui_nodes(workflow: dict[str, Any], problems: Problems) -> dict[str, Node]:
     raw_nodes = [n for n in workflow["nodes"] if isinstance(n, dict)]
     if len(raw_nodes) > MAX_NODES:
         raise ToolError(f"The workflow has {len(raw_nodes)} nodes; imagechat runs at most {MAX_NODES}.")
+    links = _ui_links(workflow.get("links") or [])
+    nodes = [_ui_node(raw, links, problems) for raw in raw_nodes]
+    return _dangling({node.id: node for node in nodes}, problems)
+
+
+def _ui_links(raw_links: list[Any]) -> dict[Any, Source]:
     links: dict[Any, Source] = {}
-    for link in workflow.get("links") or []:
+    for link in raw_links:
         if isinstance(link, list) and len(link) >= 5:
             links[link[0]] = (str(link[1]), _int(link[2]))
         elif isinstance(link, dict) and "id" in link:  # the newer frontend's object form
             links[link["id"]] = (str(link.get("origin_id")), _int(link.get("origin_slot")))
-    nodes: dict[str, Node] = {}
-    for raw in raw_nodes:
-        node = Node(str(raw.get("id")), str(raw.get("type", "")), _int(raw.get("mode")))
-        nodes[node.id] = node
-        widget_links: dict[str, Source] = {}
-        for slot in raw.get("inputs") or []:
-            if not isinstance(slot, dict):
-                continue
-            name, source = str(slot.get("name", "")), None
-            if slot.get("link") is not None:
-                source = links.get(slot["link"])
-                if source is None:
-                    problems.add(node, f"input {name!r} uses link {slot['link']}, which the file does not define")
-            widget = slot.get("widget")
-            if isinstance(widget, dict) and "name" in widget:
-                # A widget turned into an input: its value comes from the link when there is one.
-                name = str(widget["name"])
-                if source is not None:
-                    widget_links[name] = source
-            elif source is not None:
-                node.links[name] = source
-            node.slots.append((name, str(slot.get("type", "")), source))
-        node.values = _widget_values(node, raw.get("widgets_values"))
-        node.links.update(widget_links)
+    return links
+
+
+def _ui_node(raw: dict[str, Any], links: dict[Any, Source], problems: Problems) -> Node:
+    node = Node(str(raw.get("id")), str(raw.get("type", "")), _int(raw.get("mode")))
+    widget_links: dict[str, Source] = {}
+    for slot in (s for s in raw.get("inputs") or [] if isinstance(s, dict)):
+        name, source = str(slot.get("name", "")), None
+        if slot.get("link") is not None:
+            source = links.get(slot["link"])
+            if source is None:
+                problems.add(node, f"input {name!r} uses link {slot['link']}, which the file does not define")
+        widget = slot.get("widget")
+        if isinstance(widget, dict) and "name" in widget:
+            # A widget turned into an input: its value comes from the link when there is one.
+            name = str(widget["name"])
+            if source is not None:
+                widget_links[name] = source
+        elif source is not None:
+            node.links[name] = source
+        node.slots.append((name, str(slot.get("type", "")), source))
+    spec = SPECS.get(node.type)
+    node.values = spec.widget_values(raw.get("widgets_values")) if spec is not None else {}
+    node.links.update(widget_links)
+    return node
+
+
+def _dangling(nodes: dict[str, Node], problems: Problems) -> dict[str, Node]:
+    """`nodes`, with a problem for every link to a node the file does not have."""
     for node in nodes.values():
         for name, (origin, _) in node.links.items():
             if origin not in nodes:
                 problems.add(node, f"input {name!r} is linked to node {origin}, which is not in the workflow")
     return nodes
-
-
-def _widget_values(node: Node, values: Any) -> dict[str, Any]:
-    spec = SPECS.get(node.type)
-    if spec is None or values is None:
-        return {}
-    if isinstance(values, dict):
-        return {name: values[name] for name in spec.widgets if name in values}
-    if not isinstance(values, list):
-        return {}
-    if node.type == "OpenAIChatNode":
-        return _chat_widgets(values)
-    return dict(zip(spec.widgets, values, strict=False))
 
 
 def _api_nodes(workflow: dict[str, Any], problems: Problems) -> dict[str, Node]:
@@ -208,11 +190,7 @@ def _api_nodes(workflow: dict[str, Any], problems: Problems) -> dict[str, Node]:
                 node.links[str(name)] = (str(value[0]), value[1])
             else:
                 node.values[str(name)] = value
-    for node in nodes.values():
-        for name, (origin, _) in node.links.items():
-            if origin not in nodes:
-                problems.add(node, f"input {name!r} is linked to node {origin}, which is not in the workflow")
-    return nodes
+    return _dangling(nodes, problems)
 
 
 # -- bypass, mute, checks, order --------------------------------------------------------------------
@@ -269,7 +247,7 @@ def _follow(source: Source, wanted: str | None, nodes: dict[str, Node]) -> Sourc
 def _check_node(node: Node, active: dict[str, Node], nodes: dict[str, Node], problems: Problems) -> None:
     spec = SPECS[node.type]
     for name, (origin, slot) in node.links.items():
-        expected = _input_type(node, name, spec)
+        expected = spec.input_type(name)
         if expected is None:
             problems.add(node, f"has no input {name!r} that takes a link")
             continue
@@ -284,17 +262,8 @@ def _check_node(node: Node, active: dict[str, Node], nodes: dict[str, Node], pro
     for name in sorted(spec.required):
         if name not in node.links and node.values.get(name) is None:
             problems.add(node, f"required input {name!r} is missing{_why_missing(node, name, nodes)}")
-    _check_values(node, problems)
-
-
-def _input_type(node: Node, name: str, spec: NodeSpec) -> str | None:
-    if name in spec.inputs:
-        return spec.inputs[name]
-    if name in spec.linkable:
-        return "STRING"
-    if node.type == "BatchImagesNode" and BATCH_INPUT.fullmatch(name):
-        return "IMAGE"
-    return None
+    for problem in spec.check(node.values, frozenset(node.links)):
+        problems.add(node, problem)
 
 
 def _why_missing(node: Node, name: str, nodes: dict[str, Node]) -> str:
@@ -307,31 +276,6 @@ def _why_missing(node: Node, name: str, nodes: dict[str, Node]) -> str:
     if parent.mode == BYPASSED:
         return f" (its link comes from bypassed {parent.label}, which has no connected input of that type)"
     return ""
-
-
-def _check_values(node: Node, problems: Problems) -> None:
-    values = node.values
-    if node.type == "OpenAIChatConfig":
-        if values.get("truncation", "auto") not in ("auto", "disabled"):
-            problems.add(node, f"truncation must be 'auto' or 'disabled', not {values['truncation']!r}")
-        tokens = values.get("max_output_tokens")
-        if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, int)):
-            problems.add(node, f"max_output_tokens must be a whole number, not {tokens!r}")
-        if values.get("instructions") is not None and not isinstance(values["instructions"], str):
-            problems.add(node, "instructions must be text")
-    elif node.type == "OpenAIChatNode":
-        if "prompt" not in node.links and not isinstance(values.get("prompt"), str):
-            problems.add(node, "prompt must be text")
-        if not isinstance(values.get("persist_context", False), bool):
-            problems.add(node, f"persist_context must be true or false, not {values['persist_context']!r}")
-        model = values.get("model")
-        if model is not None and (not isinstance(model, str) or not model.strip()):
-            problems.add(node, f"model must name a model, not {model!r}")
-    elif node.type in ("LoadImage", "OpenAIInputFiles"):
-        try:
-            input_file_name(node, values.get("image" if node.type == "LoadImage" else "file"))
-        except ToolError as exc:
-            problems.add(None, str(exc).rstrip("."))
 
 
 def _ancestors(outputs: list[Node], active: dict[str, Node]) -> set[str]:

@@ -1,4 +1,4 @@
-"""Per-conversation locks for stores that live in one process."""
+"""Per-conversation locks for stores that live in one process (a store keeps one set per key space)."""
 
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ class MemoryStore:
         self._files: dict[str, tuple[str, bytes]] = {}
         self._variants: dict[str, tuple[str, bytes]] = {}
         self._locks = LocalLocks()
+        self._turn_locks = LocalLocks()  # apart from _locks: no conversation id can name a turn lock
 
     async def get_conversation(self, conversation_id: str) -> Conversation | None:
         doc = self._conversations.get(conversation_id)
@@ -54,6 +55,9 @@ class MemoryStore:
 
     def lock(self, conversation_id: str) -> AbstractAsyncContextManager[None]:
         return self._locks.hold(conversation_id)
+
+    def turn_lock(self, conversation_id: str) -> AbstractAsyncContextManager[None]:
+        return self._turn_locks.hold(conversation_id)
 
     async def close(self) -> None:
         return None

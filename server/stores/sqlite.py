@@ -40,6 +40,7 @@ class SqliteStore:
         self._db.executescript(SCHEMA)
         self._guard = threading.Lock()
         self._locks = LocalLocks()
+        self._turn_locks = LocalLocks()  # apart from _locks: no conversation id can name a turn lock
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:
@@ -114,6 +115,9 @@ class SqliteStore:
 
     def lock(self, conversation_id: str) -> AbstractAsyncContextManager[None]:
         return self._locks.hold(conversation_id)
+
+    def turn_lock(self, conversation_id: str) -> AbstractAsyncContextManager[None]:
+        return self._turn_locks.hold(conversation_id)
 
     async def close(self) -> None:
         await self._run(lambda db: db.close())

@@ -1,0 +1,193 @@
+"""Where local files may be read from: the allowed folders, and one file read safely inside them.
+
+The source reader (`server.sources`) decides what a source string means; this module owns the rules
+for the local files among them: inside an allowed folder after following symlinks, no hidden
+component below it unless allowed, regular files only, sizes capped.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import platformdirs
+from mcp.server.mcpserver.exceptions import ToolError
+
+from server.fetch import format_size
+
+ALLOWED_DIRS_SETTING = "IMAGECHAT_ALLOWED_DIRS / --allowed-dir"
+ALLOW_HIDDEN_SETTING = "IMAGECHAT_ALLOW_HIDDEN=1 / --allow-hidden"
+
+# Opened without following a last-component symlink, without blocking on a FIFO, not inherited.
+_OPEN_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
+
+
+def default_allowed_dirs(cwd: Path | None = None, home: Path | None = None) -> list[Path]:
+    """The folders a user expects to load from without configuring anything.
+
+    The working directory first (an IDE agent's workspace), unless it is the filesystem root, the
+    home directory or one of its ancestors: Claude Desktop starts servers in `/`, and the whole home
+    holds ~/.ssh and friends. Then the desktop, downloads and pictures folders (platformdirs' answer,
+    which follows XDG user-dirs and the OS, plus ~/Desktop, ~/Downloads, ~/Pictures), only those that
+    exist. platformdirs is asked only for the real home: an explicit `home` (tests) is used alone.
+    Returned resolved and without duplicates, in that order.
+    """
+    real_home = home is None
+    home = (home or Path.home()).resolve()
+    cwd = (cwd or Path.cwd()).resolve()
+    candidates: list[Path] = []
+    if cwd != Path(cwd.anchor) and not home.is_relative_to(cwd):
+        candidates.append(cwd)
+    if real_home:
+        for user_dir in (
+            platformdirs.user_desktop_dir(),
+            platformdirs.user_downloads_dir(),
+            platformdirs.user_pictures_dir(),
+        ):
+            candidates.append(Path(user_dir))
+    candidates += [home / "Desktop", home / "Downloads", home / "Pictures"]
+    found = [c.resolve() for c in candidates if c.is_dir()]
+    return [d for d in dict.fromkeys(found) if not home.is_relative_to(d)]  # never home or above it
+
+
+def allowed_folders(configured: Sequence[Path] | None, extra: Iterable[Path] = ()) -> list[Path]:
+    """The folders to read from: the configured ones (the defaults when none are), then `extra`.
+
+    `extra` is what the user named for this run (an input folder, files on a script's command line):
+    naming them is consent to read from their folders."""
+    base = list(configured) if configured else default_allowed_dirs(Path.cwd())
+    return [*base, *extra]
+
+
+class AllowedFolders:
+    """The allowed folders, resolved, in lookup order, and the rules for reading files inside them."""
+
+    def __init__(self, dirs: Sequence[Path], *, allow_hidden: bool = False) -> None:
+        self.dirs = tuple(dict.fromkeys(Path(d).expanduser().resolve() for d in dirs))
+        self._allow_hidden = allow_hidden
+
+    def folder(self, folder: str, *, argument: str) -> Path:
+        """`folder` as an existing folder inside the allowed ones; a relative one is looked up in them."""
+        given = Path(folder.strip()).expanduser()
+        candidates = [given] if given.is_absolute() else [root / given for root in self.dirs]
+        for candidate in candidates:
+            resolved = candidate.resolve()
+            if any(resolved.is_relative_to(root) for root in self.dirs) and resolved.is_dir():
+                return resolved
+        shown = ", ".join(str(root) for root in self.dirs) or "none"
+        raise ToolError(
+            f"{argument} {folder!r} is not a folder inside the allowed folders ({shown}). Give one of them or a "
+            f"folder inside, or allow it with {ALLOWED_DIRS_SETTING}."
+        )
+
+    @staticmethod
+    def path_in(folder: Path, name: str) -> str:
+        """The path of `name` in `folder`, refused plainly when it would be inside and does not exist.
+
+        Whether a file exists elsewhere (a symlink out) is for the reader to refuse without telling."""
+        path = folder / name
+        target = path.resolve()
+        if target.is_relative_to(folder.resolve()) and not target.exists():
+            raise ToolError(f"{name!r} is not in the input folder {str(folder)!r}")
+        return str(path)
+
+    def read(self, raw: str, label: str, limit: int, kind: str) -> tuple[bytes, str]:
+        """The bytes and file name behind the path `raw` (blocking: call from a worker thread)."""
+        if "\x00" in raw:
+            raise ToolError(f"{label} contains a NUL character, which no file name can. Check the path.")
+        if not self.dirs:
+            raise ToolError(
+                f"{label} cannot be read: no folder is allowed for reading. Add one with {ALLOWED_DIRS_SETTING}."
+            )
+        try:
+            path = Path(raw).expanduser()
+        except RuntimeError:  # "~" with no home directory
+            path = Path(raw)
+        if path.drive.startswith(("\\\\", "//")):
+            # Windows UNC path: resolving it would already contact that server (and offer it our login).
+            raise ToolError(f"{label} is a network path. Copy the {kind} into an allowed folder and give that path.")
+        candidates = [path] if path.is_absolute() else [d / path for d in self.dirs]
+        try:
+            # Non-strict first: an outside path is refused whether or not it exists (no existence oracle).
+            inside = [r for r in (c.resolve() for c in candidates) if self._check_inside(r, label, kind)]
+            if not inside:
+                raise self._outside(label, kind)
+            target = next((r for r in inside if r.exists()), None)
+            if target is None:
+                raise ToolError(
+                    f"{label} was not found. Relative paths are looked up in the allowed folders "
+                    f"({self._folders()}). Check the name, or give the absolute path of a file in one of "
+                    "them."
+                )
+            target = target.resolve(strict=True)
+            if not self._check_inside(target, label, kind):  # changed since the first look
+                raise self._outside(label, kind)
+            return _read_regular_file(target, label, limit, kind), target.name
+        except OSError as exc:
+            raise ToolError(
+                f"{label} could not be read ({exc.strerror or type(exc).__name__}). Check that the file "
+                "exists and is readable."
+            ) from None
+
+    def _check_inside(self, resolved: Path, label: str, kind: str) -> bool:
+        """Whether `resolved` is inside an allowed folder; ToolError if only through a hidden name."""
+        roots = [root for root in self.dirs if resolved.is_relative_to(root)]
+        if not roots or self._allow_hidden:
+            return bool(roots)
+        if any(not _hidden_part(resolved.relative_to(root)) for root in roots):
+            return True
+        hidden = _hidden_part(resolved.relative_to(roots[0]))
+        raise ToolError(
+            f"{label} is inside the hidden folder or file '{hidden}'. Hidden files (.ssh, .env, .git, ...) "
+            f"often hold secrets, so they are not read. Move the {kind} to a visible folder, or start the "
+            f"server with {ALLOW_HIDDEN_SETTING}."
+        )
+
+    def _outside(self, label: str, kind: str) -> ToolError:
+        return ToolError(
+            f"{label} is outside the allowed folders ({self._folders()}). Move the {kind} into one of them, "
+            f"or add its folder with {ALLOWED_DIRS_SETTING}."
+        )
+
+    def _folders(self) -> str:
+        return ", ".join(str(d) for d in self.dirs)
+
+
+def too_big(label: str, size: int, limit: int, kind: str) -> str:
+    """The message for a source over the size limit."""
+    limits = f"{format_size(size)}, over the {format_size(limit)} limit per {kind}"
+    return f"{label} is {limits}. Use a smaller or more compressed copy."
+
+
+def _read_regular_file(path: Path, label: str, limit: int, kind: str) -> bytes:
+    before = os.stat(path)
+    if stat.S_ISDIR(before.st_mode):
+        raise ToolError(f"{label} is a folder, not a file. Give the path of one {kind} file in it.")
+    if not stat.S_ISREG(before.st_mode):
+        raise ToolError(
+            f"{label} is not a regular file (it is a device, pipe or socket). Give the path of a {kind} file."
+        )
+    fd = os.open(path, _OPEN_FLAGS)
+    with os.fdopen(fd, "rb") as file:
+        # Judge the file we opened, not the name: it could have been swapped since the stat above.
+        opened = os.fstat(file.fileno())
+        if (opened.st_dev, opened.st_ino) != (before.st_dev, before.st_ino) or not stat.S_ISREG(opened.st_mode):
+            raise ToolError(f"{label} changed while it was being opened. Try again.")
+        if opened.st_size > limit:
+            raise ToolError(too_big(label, opened.st_size, limit, kind))
+        data = file.read(limit + 1)
+    if len(data) > limit:  # it grew after the fstat
+        raise ToolError(too_big(label, len(data), limit, kind))
+    return data
+
+
+def _hidden_part(relative: Path) -> str | None:
+    return next((part for part in relative.parts if part.startswith(".")), None)

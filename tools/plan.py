@@ -1,0 +1,137 @@
+"""Planning a chat turn: what one chat call means against the conversation as it is now.
+
+A pure function of the conversation and the call, nothing read or written elsewhere: which images and
+files go with the turn, which earlier turn it continues from, the options it runs with (a per-turn model
+drops what that model cannot take, with a note) and whether the history is replayed or the upstream's
+stored response is chained. The turn (tools/turn.py) plans under the conversation's turn lock; a dry run
+plans without it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from mcp.server.mcpserver.exceptions import ToolError
+
+from tools import model_rules
+from tools.load_image import IMAGE_SCHEME
+from tools.models import Conversation, Options, Turn
+
+StartingPoint = int | str | None
+
+
+@dataclass(frozen=True)
+class ChatCall:
+    """What one chat call asked for; None for images or files means "the pending ones"."""
+
+    prompt: str
+    images: list[str] | None = None
+    files: list[str] | None = None
+    persist_context: bool = True
+    starting_point: StartingPoint = None
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class TurnPlan:
+    """One turn worked out against the conversation: everything its request and its record need."""
+
+    prompt: str
+    options: Options
+    images: list[str]
+    files: list[str]
+    parent: int | None
+    history: list[Turn]  # the turns this one continues, oldest first
+    previous_response_id: str | None  # continue the upstream's stored response instead of replaying history
+    takes_pending: tuple[bool, bool]  # whether its images / files are the pending attachments (used up by it)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def replayed_history(self) -> list[Turn]:
+        """The turns sent again as messages: none when the upstream chains from its stored response."""
+        return [] if self.previous_response_id else self.history
+
+    def replayed(self) -> TurnPlan:
+        """The same turn with the history replayed (the upstream lost the stored response)."""
+        return replace(self, previous_response_id=None)
+
+    def draft(self, number: int) -> Turn:
+        """The turn as it will be recorded, before the answer is in."""
+        return Turn(
+            turn=number,
+            parent=self.parent,
+            prompt=self.prompt,
+            images=self.images,
+            files=self.files,
+            status="running",
+            model=self.options.model,
+            instructions=self.options.instructions,
+        )
+
+
+def plan_turn(conversation: Conversation, call: ChatCall, *, max_images: int) -> TurnPlan:
+    options, notes = turn_options(conversation.options, call.model)
+    images = pick(call.images, conversation.pending_images, "images")
+    files = pick(call.files, conversation.pending_files, "files")
+    if len(images) > max_images:
+        raise ToolError(f"{len(images)} images in one turn; the limit is {max_images}.")
+    parent = choose_parent(conversation, call.persist_context, call.starting_point)
+    history = conversation.history(parent)
+    return TurnPlan(
+        prompt=call.prompt,
+        options=options,
+        images=images,
+        files=files,
+        parent=parent,
+        history=history,
+        previous_response_id=chain_from(history),
+        takes_pending=(call.images is None, call.files is None),
+        notes=notes,
+    )
+
+
+def turn_options(options: Options, model: str | None) -> tuple[Options, list[str]]:
+    """The conversation's options, with this turn's model if it names another (dropping what it cannot take)."""
+    model = model.strip() if model else None
+    if not model or model == options.model:
+        return options, []
+    return model_rules.drop_unsupported(model, options.model_copy(update={"model": model}))
+
+
+def choose_parent(conversation: Conversation, persist_context: bool, starting_point: StartingPoint) -> int | None:
+    if starting_point == "start" or not persist_context:
+        return None
+    if starting_point is None:
+        last = conversation.last_usable_turn()
+        return last.turn if last else None
+    if isinstance(starting_point, str) and starting_point.strip().isdigit():
+        starting_point = int(starting_point.strip())
+    turn = conversation.get_turn(starting_point) if isinstance(starting_point, int) else None
+    if turn is not None and turn.usable:
+        return turn.turn
+    usable = [t.turn for t in conversation.turns if t.usable]
+    known = f"turns {', '.join(map(str, usable))}" if usable else "no finished turns yet"
+    raise ToolError(
+        f"starting_point {starting_point!r} is not a finished turn of {conversation.id!r} ({known}). "
+        "Use one of those turn numbers, or 'start' to begin afresh."
+    )
+
+
+def pick(refs: list[str] | None, pending: list[str], kind: str) -> list[str]:
+    if refs is None:
+        return list(pending)
+    picked = [image_ref(ref.strip()) for ref in refs]
+    if any(not ref for ref in picked):
+        raise ToolError(f"{kind} contains an empty id.")
+    return picked
+
+
+def image_ref(ref: str) -> str:
+    return ref[len(IMAGE_SCHEME) :] if ref.startswith(IMAGE_SCHEME) else ref
+
+
+def chain_from(history: list[Turn]) -> str | None:
+    """The response id to continue from, when the upstream stored the last turn's response."""
+    if history and history[-1].stored and history[-1].response_id and history[-1].usable:
+        return history[-1].response_id
+    return None

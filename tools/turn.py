@@ -1,0 +1,290 @@
+"""One chat turn, from the call that starts it to its answer recorded in the conversation.
+
+Its life, each step a method of `TurnRun`:
+- run: spawned in the server's task group (tools/running.py) under this process's owner id, so an answer
+  that takes minutes outlives the request that asked for it;
+- begin: under the conversation's turn lock (one turn at a time), plan against the conversation as it is
+  then and claim the turn's number;
+- answer: send the request and hear the answer stream in (the turn is the upstream's Listener);
+- announce: the caller's wait budget ran out, so the turn is recorded as "running" and its number handed back;
+- finish: the answer is recorded; fail: a turn already announced is recorded as failed and its attachments
+  given back (before it was announced, a failure leaves no trace); abandon: the caller gave up before the
+  turn was announced, so generating stops;
+- recover: after a restart, a turn recorded as running that no live owner holds is adopted and settled: a
+  background response is fetched again by its id, a stream that was cut off is recorded as failed.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+
+import anyio
+from mcp.server.mcpserver.exceptions import ToolError
+
+from tools.deps import Deps
+from tools.models import Conversation, Turn
+from tools.plan import ChatCall, TurnPlan, plan_turn
+from tools.ports import ChatReply, ContextLost
+from tools.request import build_request
+from tools.sanitize import clean_text
+
+log = logging.getLogger(__name__)
+INTERRUPTED = "The server stopped while this answer was streaming, so it was lost. Ask again."
+REPLAYED = "The upstream no longer had the previous response; the history was replayed."
+UNEXPECTED = "The turn failed unexpectedly; the server log has the details. Try again."
+
+
+class TurnRun:
+    """A turn this process generates (or has adopted after a restart, to settle it).
+
+    The waiters read it (`finished`, `recorded`, `error`, `notes`, the streamed `deltas`); only its own
+    methods change it.
+    """
+
+    def __init__(self, conversation_id: str, owner: str) -> None:
+        self.conversation_id = conversation_id
+        self.owner = owner  # the process that runs it: a shared store's lease names this id
+        self.started_at = time.monotonic()
+        self.finished = anyio.Event()
+        self.scope = anyio.CancelScope()
+        self.notes: list[str] = []
+        self.deltas: list[str] = []  # the answer's text, as it streamed in
+        self.response_id: str | None = None
+        self.background = False
+        self.takes_pending = (True, True)  # whether its images / files are the pending ones (used up by it)
+        self.draft: Turn | None = None  # the turn as it will be recorded; set once it holds the turn lock
+        self.announced = False  # a "running" turn has been written to the store
+        self.recorded: Turn | None = None  # the turn as recorded, once settled
+        self.error: ToolError | None = None
+
+    @classmethod
+    def adopt(cls, conversation_id: str, record: Turn, owner: str) -> TurnRun:
+        """A turn recorded as running that no live owner holds, taken over by `owner` to settle it."""
+        run = cls(conversation_id, owner)
+        run.draft, run.announced = record, True
+        run.response_id, run.background = record.response_id, record.background
+        return run
+
+    @property
+    def number(self) -> int | None:
+        return None if self.draft is None else self.draft.turn
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started_at
+
+    def text_so_far(self) -> str:
+        if not self.deltas and self.draft is not None:
+            return self.draft.output  # an adopted turn: what was recorded when it was announced
+        return clean_text("".join(self.deltas))
+
+    async def started(self, response_id: str, background: bool) -> None:
+        self.response_id = response_id
+        self.background = background
+
+    async def text(self, delta: str) -> None:
+        self.deltas.append(delta)
+
+    async def run(self, deps: Deps, call: ChatCall) -> None:
+        """The whole turn, in the server's task group; how it ended is left on the object for the waiters."""
+        with self.scope:
+            try:
+                await self.take_turn(deps, call)
+            except ToolError as exc:
+                self.error = exc
+            except Exception:
+                log.exception("turn of %r (owner %s) failed unexpectedly", self.conversation_id, self.owner)
+                self.error = ToolError(UNEXPECTED)
+        if self.number is not None:
+            deps.turns.release(self.conversation_id, self.number)
+        self.finished.set()
+
+    async def take_turn(self, deps: Deps, call: ChatCall) -> None:
+        # One turn at a time per conversation: a second chat waits rather than interleaving with the first.
+        async with deps.store.turn_lock(self.conversation_id):
+            plan = self.begin(deps, await deps.conversation(self.conversation_id), call)
+            try:
+                reply = await self.answer(deps, plan)
+            except BaseException as exc:
+                await self.fail(deps, exc)
+                raise
+            await self.finish(deps, reply)
+
+    def begin(self, deps: Deps, conversation: Conversation, call: ChatCall) -> TurnPlan:
+        """Plan the turn against the conversation as it is now (the caller holds the turn lock); claim its number."""
+        plan = plan_turn(conversation, call, max_images=deps.limits.max_images_per_turn)
+        self.notes.extend(plan.notes)
+        self.takes_pending = plan.takes_pending
+        self.draft = plan.draft(conversation.next_number())
+        deps.turns.claim(self.conversation_id, self.draft.turn, self)
+        return plan
+
+    async def answer(self, deps: Deps, plan: TurnPlan) -> ChatReply:
+        try:
+            return await deps.upstream.send(await build_request(deps, plan), self)
+        except ContextLost:
+            self.notes.append(REPLAYED)
+            return await deps.upstream.send(await build_request(deps, plan.replayed()), self)
+
+    async def announce(self, deps: Deps) -> Turn | None:
+        """The wait budget ran out: record the turn as running and hand it back. None if it just finished."""
+        async with deps.store.lock(self.conversation_id):
+            if self.finished.is_set() or self.recorded is not None:
+                return None
+            if self.draft is None:
+                # Still queued behind another turn of this conversation: do not start it later, unannounced.
+                self.scope.cancel()
+                raise ToolError(
+                    f"Another turn of {self.conversation_id!r} is still being answered, so this one did not start. "
+                    "Wait for it (preview shows it when done), then ask again."
+                )
+            conversation = await deps.conversation(self.conversation_id)
+            turn = self.draft.model_copy(
+                update={"response_id": self.response_id, "background": self.background, "output": self.text_so_far()}
+            )
+            conversation.turns.append(turn)
+            consume(conversation, turn, self.takes_pending)
+            await save(deps, conversation)
+            self.announced = True
+            return turn
+
+    async def finish(self, deps: Deps, reply: ChatReply) -> None:
+        # Shielded, here and in fail: this also runs while the turn is being cancelled, and must not be cut
+        # short half-way.
+        with anyio.CancelScope(shield=True):
+            async with deps.store.lock(self.conversation_id):
+                conversation = await deps.conversation(self.conversation_id)
+                self.record_answer(conversation, reply)
+                await save(deps, conversation)
+
+    async def fail(self, deps: Deps, error: BaseException) -> None:
+        """Record the failure of a turn already announced; before that, a failure leaves no trace."""
+        if not self.announced:
+            return
+        if isinstance(error, anyio.get_cancelled_exc_class()) and self.background and self.response_id:
+            return  # the server is stopping; the response lives on upstream and `refresh` fetches it later
+        with anyio.CancelScope(shield=True):
+            async with deps.store.lock(self.conversation_id):
+                conversation = await deps.conversation(self.conversation_id)
+                self.record_failure(conversation, str(error) if isinstance(error, ToolError) else INTERRUPTED)
+                await save(deps, conversation)
+
+    async def abandon(self, deps: Deps) -> None:
+        """The caller gave up (or the server is stopping) before the turn was announced: stop generating too."""
+        if self.announced:
+            return
+        self.scope.cancel()
+        if self.background and self.response_id:
+            with anyio.CancelScope(shield=True):
+                await deps.upstream.cancel(self.response_id)
+
+    async def recover(self, deps: Deps, conversation: Conversation) -> bool:
+        """Settle an adopted turn in `conversation` (locked by the caller); False while it may still finish."""
+        if not (self.background and self.response_id):
+            self.record_failure(conversation, INTERRUPTED)
+            return True
+        try:
+            reply = await deps.upstream.retrieve(self.response_id)
+        except ToolError as exc:
+            log.info("could not fetch %s: %s", self.response_id, exc)
+            if "not found" not in str(exc).lower():
+                return False  # perhaps a passing failure: try again on the next look
+            self.record_failure(conversation, str(exc))
+            return True
+        if reply is None:
+            return False  # still generating upstream
+        self.record_answer(conversation, reply)
+        return True
+
+    def record_answer(self, conversation: Conversation, reply: ChatReply) -> None:
+        assert self.draft is not None, "a turn is answered only after it began"
+        turn = answered(self.draft, reply)
+        if self.announced:
+            replace_turn(conversation, turn)
+        else:
+            conversation.turns.append(turn)
+            consume(conversation, turn, self.takes_pending)
+        self.recorded = turn
+
+    def record_failure(self, conversation: Conversation, message: str) -> None:
+        assert self.draft is not None, "only a turn that began can fail once announced"
+        turn = self.draft.model_copy(update={"status": "failed", "error": message, "output": self.text_so_far()})
+        replace_turn(conversation, turn)
+        restore(conversation, turn)
+        self.recorded = turn
+
+
+def start(deps: Deps, conversation_id: str, call: ChatCall) -> TurnRun:
+    """Start a turn in the server's task group; it queues for the conversation's turn lock there."""
+    run = TurnRun(conversation_id, deps.turns.owner)
+    deps.turns.spawn(functools.partial(run.run, deps, call))
+    return run
+
+
+def live(deps: Deps, conversation_id: str, number: int) -> TurnRun | None:
+    """The turn if this process is generating it."""
+    found = deps.turns.holder(conversation_id, number)
+    return found if isinstance(found, TurnRun) else None
+
+
+async def refresh(deps: Deps, conversation_id: str) -> Conversation | None:
+    """The conversation with its running turns brought up to date where this process can tell: a turn that no
+    live owner holds was cut off by a restart and is recovered here."""
+    conversation = await deps.store.get_conversation(conversation_id)
+    if conversation is None or not orphans(deps, conversation):
+        return conversation
+    async with deps.store.lock(conversation_id):
+        conversation = await deps.conversation(conversation_id)
+        changed = False
+        for record in orphans(deps, conversation):
+            adopted = TurnRun.adopt(conversation_id, record, deps.turns.owner)
+            changed = await adopted.recover(deps, conversation) or changed
+        if changed:
+            await save(deps, conversation)
+    return conversation
+
+
+def orphans(deps: Deps, conversation: Conversation) -> list[Turn]:
+    return [t for t in conversation.turns if t.status == "running" and not deps.turns.holds(conversation.id, t.turn)]
+
+
+def answered(turn: Turn, reply: ChatReply) -> Turn:
+    return turn.model_copy(
+        update={
+            # Model output is data for the caller: no invisible or bidi characters that could hide instructions.
+            "output": clean_text(reply.text),
+            "status": "incomplete" if reply.status == "incomplete" else "completed",
+            "incomplete_reason": reply.incomplete_reason,
+            "model": reply.model or turn.model,
+            "response_id": reply.response_id,
+            "stored": reply.stored,
+            "api": reply.api,
+            "usage": reply.usage,
+            "background": reply.background,
+            "error": None,
+        }
+    )
+
+
+def replace_turn(conversation: Conversation, turn: Turn) -> None:
+    conversation.turns = [turn if t.turn == turn.turn else t for t in conversation.turns]
+
+
+def consume(conversation: Conversation, turn: Turn, takes_pending: tuple[bool, bool]) -> None:
+    if takes_pending[0]:
+        conversation.pending_images = [i for i in conversation.pending_images if i not in turn.images]
+    if takes_pending[1]:
+        conversation.pending_files = [f for f in conversation.pending_files if f not in turn.files]
+
+
+def restore(conversation: Conversation, turn: Turn) -> None:
+    """Give a failed turn's attachments back, so the next turn sends them."""
+    conversation.pending_images += [i for i in turn.images if i not in conversation.pending_images]
+    conversation.pending_files += [f for f in turn.files if f not in conversation.pending_files]
+
+
+async def save(deps: Deps, conversation: Conversation) -> None:
+    conversation.updated_at = time.time()
+    await deps.store.put_conversation(conversation)
