@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
-from mcp.server.lowlevel.helper_types import ReadResourceContents
-from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import CallToolResult, InputRequiredResult
-from pydantic import AnyUrl
+from mcp.server.mcpserver import MCPServer
 
 from prompts import instruction_texts
 from prompts.register import register_prompts
 from server import logsafe
+from server.boundary import ImageChatServer
 from server.settings import DEFAULTS, Settings
 from server.stores import open_store
 from tools.deps import Deps, Limits
@@ -35,42 +31,6 @@ turn unless persist_context=false or starting_point is given. dry_run=true shows
 A slow answer comes back as status 'running' with its turn number: chat(turn=N) or preview() fetches it \
 later. run_workflow runs a ComfyUI OpenAI Chat workflow file as a whole.
 Every tool takes conversation_id (default 'default') to keep separate conversations apart."""
-
-
-class ImageChatServer(MCPServer[Deps]):
-    """MCPServer whose image resources carry each image's own mime type (a template has only one), and
-    whose tool results, errors and text resources never carry the API key (see server.logsafe)."""
-
-    async def call_tool(
-        self, name: str, arguments: dict[str, Any], context: Context[Deps, Any] | None = None
-    ) -> CallToolResult | InputRequiredResult:
-        try:
-            result = await super().call_tool(name, arguments, context)
-        except ToolError as exc:
-            raise logsafe.scrub_error(exc) from exc.__cause__
-        return logsafe.scrub_result(result) if isinstance(result, CallToolResult) else result
-
-    # Static resources get no context, so the ones that need the store or upstream find them here.
-    current: Deps | None = None
-
-    async def read_resource(
-        self, uri: AnyUrl | str, context: Context[Deps, Any] | None = None
-    ) -> Iterable[ReadResourceContents] | InputRequiredResult:
-        result = await super().read_resource(uri, context)
-        if isinstance(result, InputRequiredResult):
-            return result
-        if not str(uri).startswith("image://"):
-            return [logsafe.scrub_contents(item) for item in result]
-        from tools.image_mime import sniff_mime
-
-        return [
-            ReadResourceContents(
-                content=item.content,
-                meta=item.meta,
-                mime_type=(sniff_mime(item.content) if isinstance(item.content, bytes) else None) or item.mime_type,
-            )
-            for item in result
-        ]
 
 
 def make_deps(settings: Settings, *, reader: SourceReader | None = None) -> Deps:

@@ -78,11 +78,18 @@ def serve(args_list: list[str]) -> None:
     except settings_module.SettingsError as exc:
         parser.error(str(exc))
     setup_logging(settings)
+    from server import terminal
+
+    by_hand = settings.transport == "stdio" and terminal.on_terminal()
+    if by_hand:  # said before the imports below, which take a moment
+        terminal.greet(has_key=bool(settings.api_key))
     from server.app import build_server
 
     server = build_server(settings)
     if settings.transport == "streamable-http":
         server.run("streamable-http", host=settings.host, port=settings.port)
+    elif by_hand:
+        terminal.run(server)
     else:
         server.run("stdio")
 

@@ -1,0 +1,126 @@
+"""The server class: what crosses the protocol boundary, checked and worded before and after the SDK's handling.
+
+- Tool calls: arguments a tool does not take are refused before it runs (nothing is sent upstream, nothing
+  changes), and pydantic's validation dumps become one sentence per argument (server.arguments).
+- Tool results, errors and text resources never carry the API key (server.logsafe).
+- Image resources carry each image's own mime type (a template has only one).
+- prompts/get with an unknown prompt or a missing argument is an invalid-params error (-32602) that says what
+  is known or missing, in both protocol eras, as resources/read is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from mcp.server.lowlevel.helper_types import ReadResourceContents
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS, CallToolResult, GetPromptResult, InputRequiredResult, Prompt
+from pydantic import AnyUrl, ValidationError
+
+from server import arguments as checks
+from server import logsafe
+from tools.deps import Deps
+
+
+class ImageChatServer(MCPServer[Deps]):
+    """MCPServer with the checks and wording above."""
+
+    # Static resources get no context, so the ones that need the store or upstream find them here.
+    current: Deps | None = None
+    # Every tool's advertised input schema, by name: built on the first call, dropped when a tool comes or goes.
+    schemas: dict[str, Mapping[str, Any]] | None = None
+
+    def add_tool(self, *args: Any, **kwargs: Any) -> None:
+        self.schemas = None
+        super().add_tool(*args, **kwargs)
+
+    def remove_tool(self, name: str) -> None:
+        self.schemas = None
+        super().remove_tool(name)
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Deps, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        if self.schemas is None:
+            self.schemas = {tool.name: tool.input_schema for tool in await self.list_tools()}
+        schemas = self.schemas
+        if name in schemas:
+            refusal = checks.unknown_arguments(name, arguments, schemas)
+            if refusal:
+                raise ToolError(f"Error executing tool {name}: {refusal}")
+        try:
+            result = await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            raise logsafe.scrub_error(reworded(exc, name, schemas.get(name), arguments)) from exc.__cause__
+        return logsafe.scrub_result(result) if isinstance(result, CallToolResult) else result
+
+    async def read_resource(
+        self, uri: AnyUrl | str, context: Context[Deps, Any] | None = None
+    ) -> Iterable[ReadResourceContents] | InputRequiredResult:
+        result = await super().read_resource(uri, context)
+        if isinstance(result, InputRequiredResult):
+            return result
+        if not str(uri).startswith("image://"):
+            return [logsafe.scrub_contents(item) for item in result]
+        from tools.image_mime import sniff_mime
+
+        return [
+            ReadResourceContents(
+                content=item.content,
+                meta=item.meta,
+                mime_type=(sniff_mime(item.content) if isinstance(item.content, bytes) else None) or item.mime_type,
+            )
+            for item in result
+        ]
+
+    async def run_stdio_lines(self, lines: Any) -> None:
+        """Serve stdio reading the requests from `lines` (an async iterator of lines; see server.terminal)."""
+        from mcp.server.stdio import stdio_server
+
+        async with stdio_server(stdin=lines) as (read_stream, write_stream):
+            lowlevel = self._lowlevel_server
+            await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None = None, context: Context[Deps, Any] | None = None
+    ) -> GetPromptResult | InputRequiredResult:
+        known = {prompt.name: prompt for prompt in await self.list_prompts()}
+        problem = prompt_problem(name, arguments or {}, known)
+        if problem:
+            raise MCPError(code=INVALID_PARAMS, message=problem, data={"name": name})
+        return await super().get_prompt(name, arguments, context)
+
+
+def reworded(exc: ToolError, tool: str, schema: Mapping[str, Any] | None, arguments: Mapping[str, Any]) -> ToolError:
+    """The SDK's validation error as one sentence per argument (other tool errors as they are)."""
+    cause = exc.__cause__
+    if schema is None or not isinstance(cause, ValidationError):
+        return exc
+    said = checks.invalid_values(tool, schema, arguments, cause.errors())
+    if said is None:
+        return exc
+    return type(exc)(f"Error executing tool {tool}: {said}")
+
+
+def prompt_problem(name: str, arguments: Mapping[str, Any], known: Mapping[str, Prompt]) -> str | None:
+    """Why prompts/get cannot render `name` with `arguments` (None when it can)."""
+    if name not in known:
+        close = checks.closest(name, list(known))
+        mean = f"did you mean {close!r}? " if close else ""
+        return f"unknown prompt {name!r}; {mean}the prompts are: {', '.join(known)}."
+    declared = known[name].arguments or []
+    takes = ", ".join(arg.name + (" (required)" if arg.required else "") for arg in declared)
+    names = [arg.name for arg in declared]
+    for given in arguments:
+        if given not in names:
+            close = checks.closest(given, names)
+            mean = f"did you mean {close!r}? " if close else ""
+            return f"prompt {name!r} has no argument {given!r}; {mean}it takes: {takes}."
+    for arg in declared:
+        if arg.required and not str(arguments.get(arg.name) or "").strip():
+            about = f" ({arg.description.rstrip('.')})" if arg.description else ""
+            return f"prompt {name!r} needs the argument {arg.name!r}{about}; it takes: {takes}."
+    return None
