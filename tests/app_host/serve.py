@@ -18,7 +18,7 @@ from server.app import build_server
 from server.settings import Settings
 
 HOST_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>imagechat test host</title></head>
+<html><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>imagechat test host</title></head>
 <body style="margin:0;padding:8px;background:#e8ecf2;font:13px system-ui">
 <div style="margin-bottom:6px;color:#445">Test host (AppBridge) &middot; imagechat MCP App</div>
 <div id="frame"></div>
