@@ -231,9 +231,7 @@ def register_action_tools(apps: Apps) -> None:
             deps_of(ctx), conversation_id, model=model, detail=detail, instructions=instructions, preset=preset
         )
 
-    @apps.tool(
-        resource_uri=APP_URI, visibility=["app"], title="Remove a pending attachment", annotations=APP_ONLY
-    )
+    @apps.tool(resource_uri=APP_URI, visibility=["app"], title="Remove a pending attachment", annotations=APP_ONLY)
     async def app_remove_attachment(
         ctx: Context[Deps, Any],
         attachment_id: Annotated[str, Field(description="A pending image or file id.")],
@@ -254,4 +252,3 @@ def register_action_tools(apps: Apps) -> None:
             pending_images=conversation.pending_images,
             pending_files=conversation.pending_files,
         )
-

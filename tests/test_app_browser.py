@@ -41,8 +41,9 @@ LAUNCH_ARGS = [
     "--no-first-run",
 ]
 SCREENSHOT = ROOT / "docs" / "app.png"
-XSS = "<script>window.pwned=1</script><img src=x onerror=\"window.pwned=2\">"
+XSS = '<script>window.pwned=1</script><img src=x onerror="window.pwned=2;alert(2)">'
 FIRST_ANSWER = f"**Red** and blue cards.\n\n{XSS}\n\n- one red\n- one blue"
+APP_TOOLS = {"app_images", "app_chat", "app_rerun", "app_set_options", "app_remove_attachment"}
 STREAMED = " ".join(f"word{i}" for i in range(14))
 
 
@@ -126,7 +127,7 @@ def not_blank(path: Path) -> None:
 def test_a_person_sees_and_steers_the_conversation_in_a_browser(
     served: str, pictures: Path, upstream: FakeUpstream, tmp_path: Path, era: str
 ) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import Dialog, expect, sync_playwright
 
     upstream.add_reply(Reply(text=FIRST_ANSWER))
     upstream.add_reply(Reply(text="The red one."))
@@ -141,7 +142,12 @@ def test_a_person_sees_and_steers_the_conversation_in_a_browser(
         page = browser.new_page(viewport={"width": 860, "height": 1000})
         page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
         page.on("request", lambda request: requests.append(request.url))
-        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+        def on_dialog(dialog: Dialog) -> None:  # an alert() would mean the model's script ran
+            dialogs.append(dialog.message)
+            dialog.dismiss()
+
+        page.on("dialog", on_dialog)
         page.goto(f"{served}/?era={era}")
         page.wait_for_function("window.host && (window.host.ready || window.host.errors.length > 0)")
         host = page.evaluate("window.host")
@@ -149,7 +155,7 @@ def test_a_person_sees_and_steers_the_conversation_in_a_browser(
         assert host["era"] == ("2026-07-28" if era == "modern" else "2025-11-25")
         assert host["mimeType"] == "text/html;profile=mcp-app" and "What are these?" in host["toolText"]
         assert "show_conversation" in host["modelTools"] and not any(t.startswith("app_") for t in host["modelTools"])
-        assert set(host["appTools"]) == {"app_images", "app_chat", "app_rerun", "app_set_options", "app_remove_attachment"}
+        assert set(host["appTools"]) == APP_TOOLS
         app = page.frame_locator("iframe#app")
 
         # The images of turn 1 as thumbnails, delivered as data through the host.
@@ -209,7 +215,8 @@ def test_a_person_sees_and_steers_the_conversation_in_a_browser(
         not_blank(shot)
         if os.environ.get("UPDATE_SCREENSHOT") == "1" and era == "legacy":
             SCREENSHOT.parent.mkdir(exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
+            with Image.open(shot) as image:  # a 64-colour palette keeps the README's picture small
+                image.convert("RGB").quantize(64).save(SCREENSHOT, optimize=True)
         assert frame.evaluate("typeof window.pwned") == "undefined"
         browser.close()
 

@@ -16,7 +16,9 @@ def conversation() -> Conversation:
         id="c",
         options=Options(model="gpt-4.1-mini", instructions="Be brief.", detail="high"),
         turns=[
-            Turn(turn=1, parent=None, prompt="Describe", images=["img_a"], output="A cat.", model="gpt-4.1", usage=usage),
+            Turn(
+                turn=1, parent=None, prompt="Describe", images=["img_a"], output="A cat.", model="gpt-4.1", usage=usage
+            ),
             Turn(turn=2, parent=1, prompt="Colour?", output="Grey.", model="gpt-4.1", usage=usage),
             Turn(turn=3, parent=1, prompt="Breed?", files=["file_f"], output="Tabby.", model="local-llava"),
             Turn(turn=4, parent=3, prompt="Age?", status="running", model="gpt-4.1"),
@@ -28,7 +30,9 @@ def conversation() -> Conversation:
 
 def records() -> tuple[dict[str, ImageRecord], dict[str, FileRecord]]:
     images = {
-        "img_a": ImageRecord(image_id="img_a", width=640, height=480, format="JPEG", mime="image/jpeg", bytes=9, name="cat.jpg"),
+        "img_a": ImageRecord(
+            image_id="img_a", width=640, height=480, format="JPEG", mime="image/jpeg", bytes=9, name="cat.jpg"
+        ),
     }
     files = {"file_f": FileRecord(file_id="file_f", name="notes.txt", mime="text/plain", bytes=12)}
     return images, files
@@ -37,7 +41,12 @@ def records() -> tuple[dict[str, ImageRecord], dict[str, FileRecord]]:
 def test_the_view_marks_branches_running_turns_and_costs() -> None:
     images, files = records()
     view = build_view(conversation(), images, files, {4: Running(deltas=7, elapsed=3.2, text="About two")})
-    assert [(t.turn, t.parent, t.branched) for t in view.turns] == [(1, None, False), (2, 1, False), (3, 1, True), (4, 3, False)]
+    assert [(t.turn, t.parent, t.branched) for t in view.turns] == [
+        (1, None, False),
+        (2, 1, False),
+        (3, 1, True),
+        (4, 3, False),
+    ]
     running = view.turns[3]
     assert running.progress == "receiving answer: 7 tokens so far (3 s)" and running.output == "About two"
     assert view.running is True and view.turns[0].progress is None

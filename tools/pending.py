@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from mcp.server.mcpserver.exceptions import ToolError
 
-from tools.request import image_ref
 from tools.models import Conversation
+from tools.request import image_ref
 
 
 def remove_pending(conversation: Conversation, attachment_id: str) -> str:
