@@ -42,7 +42,10 @@ LAUNCH_ARGS = [
 ]
 SCREENSHOT = ROOT / "docs" / "app.png"
 XSS = '<script>window.pwned=1</script><img src=x onerror="window.pwned=2;alert(2)">'
-FIRST_ANSWER = f"**Red** and blue cards.\n\n{XSS}\n\n- one red\n- one blue"
+FIRST_ANSWER = (
+    f"## Cards\n**Red** and blue cards.\n\n{XSS}\n\n- one red\n- one blue\n\n"
+    "```\nsize <b>64</b>\n```\n> a `quote`"
+)
 APP_TOOLS = {"app_images", "app_chat", "app_rerun", "app_set_options", "app_remove_attachment"}
 STREAMED = " ".join(f"word{i}" for i in range(14))
 
@@ -167,6 +170,9 @@ def test_a_person_sees_and_steers_the_conversation_in_a_browser(
         answer = app.locator("article[data-turn='1'] .answer")
         expect(answer.locator("strong")).to_have_text("Red")
         expect(answer.locator("li")).to_have_text(["one red", "one blue"])
+        expect(answer.locator("h2")).to_have_text("Cards")
+        expect(answer.locator("pre code")).to_have_text("size <b>64</b>")
+        expect(answer.locator("blockquote code")).to_have_text("quote")
         expect(answer).to_contain_text(XSS)
         expect(app.locator(".answer script, .answer img")).to_have_count(0)
         frame = next(f for f in page.frames if f.parent_frame is not None)
