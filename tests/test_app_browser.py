@@ -43,8 +43,7 @@ LAUNCH_ARGS = [
 SCREENSHOT = ROOT / "docs" / "app.png"
 XSS = '<script>window.pwned=1</script><img src=x onerror="window.pwned=2;alert(2)">'
 FIRST_ANSWER = (
-    f"## Cards\n**Red** and blue cards.\n\n{XSS}\n\n- one red\n- one blue\n\n"
-    "```\nsize <b>64</b>\n```\n> a `quote`"
+    f"## Cards\n**Red** and blue cards.\n\n{XSS}\n\n- one red\n- one blue\n\n```\nsize <b>64</b>\n```\n> a `quote`"
 )
 APP_TOOLS = {"app_images", "app_chat", "app_rerun", "app_set_options", "app_remove_attachment"}
 STREAMED = " ".join(f"word{i}" for i in range(14))
