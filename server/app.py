@@ -92,6 +92,8 @@ def build_server(settings: Settings, *, reader: SourceReader | None = None) -> I
             finally:
                 server.current = None
 
+    from server.mcp_app import build_apps
+
     server = ImageChatServer(
         "imagechat-mcp",
         title="imagechat: chat with OpenAI vision models about images",
@@ -99,6 +101,7 @@ def build_server(settings: Settings, *, reader: SourceReader | None = None) -> I
         version=VERSION,
         lifespan=lifespan,
         log_level=settings.log_level,  # type: ignore[arg-type]
+        extensions=[build_apps()],
     )
     from server.mcp_resources import register_resources
     from server.mcp_tools import register_tools
