@@ -17,12 +17,17 @@ from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
-from mcp_types import INVALID_PARAMS, CallToolResult, GetPromptResult, InputRequiredResult, Prompt
+from mcp_types import INVALID_PARAMS, CallToolResult, GetPromptResult, InputRequiredResult, Prompt, Tool
 from pydantic import AnyUrl, ValidationError
 
 from server import arguments as checks
 from server import logsafe
 from tools.deps import Deps
+
+
+def app_only(tool: Tool) -> bool:
+    ui = (tool.meta or {}).get("ui")
+    return isinstance(ui, dict) and ui.get("visibility") == ["app"]
 
 
 class ImageChatServer(MCPServer[Deps]):
@@ -32,6 +37,8 @@ class ImageChatServer(MCPServer[Deps]):
     current: Deps | None = None
     # Every tool's advertised input schema, by name: built on the first call, dropped when a tool comes or goes.
     schemas: dict[str, Mapping[str, Any]] | None = None
+    # Tools only an MCP App calls (visibility ["app"]): never named to the model as where an argument belongs.
+    app_only: frozenset[str] = frozenset()
 
     def add_tool(self, *args: Any, **kwargs: Any) -> None:
         self.schemas = None
@@ -45,10 +52,13 @@ class ImageChatServer(MCPServer[Deps]):
         self, name: str, arguments: dict[str, Any], context: Context[Deps, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
         if self.schemas is None:
-            self.schemas = {tool.name: tool.input_schema for tool in await self.list_tools()}
+            listed = await self.list_tools()
+            self.schemas = {tool.name: tool.input_schema for tool in listed}
+            self.app_only = frozenset(tool.name for tool in listed if app_only(tool))
         schemas = self.schemas
         if name in schemas:
-            refusal = checks.unknown_arguments(name, arguments, schemas)
+            seen = {other: schema for other, schema in schemas.items() if other == name or other not in self.app_only}
+            refusal = checks.unknown_arguments(name, arguments, seen)
             if refusal:
                 raise ToolError(f"Error executing tool {name}: {refusal}")
         try:
