@@ -52,7 +52,7 @@ T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 
-class WorkCancelled(Exception):  # noqa: N818  (not an error: the caller went away)
+class WorkCancelled(Exception):
     """The caller of an image operation went away; its decode stopped at its next read."""
 
 

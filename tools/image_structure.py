@@ -154,7 +154,7 @@ def _tiff(data: bytes) -> Structure:
         return Structure()
     offset = struct.unpack_from(order + offset_format, data, first)[0]
     seen: set[int] = set()
-    while 0 < offset and offset + count_size <= len(data) and offset not in seen:  # a loop ends the chain
+    while offset > 0 and offset + count_size <= len(data) and offset not in seen:  # a loop ends the chain
         seen.add(offset)
         if len(seen) > MAX_FRAMES:
             raise too_many("TIFF pages", MAX_FRAMES, "a long scanned document has a few hundred")
