@@ -141,16 +141,17 @@ class PixelBudget:
 
     Work asks for its pixels and waits until they fit; an image larger than the whole budget waits until it can
     run alone. Waiters are woken on every release and the first that fits goes, so a small image is not held up
-    behind a large one that is waiting. `peak` and `admitted` record what happened (tests read them).
+    behind a large one that is waiting (a large one can wait long while small ones keep coming). `peak` and
+    `admitted` (each admission's pixels and the pixels in use just after it) record what happened.
     """
 
     def __init__(self, total: int) -> None:
         if total < 1:
-            raise ValueError("the pixel budget must be at least 1")
+            raise ValueError("The pixel budget (IMAGECHAT_PIXEL_BUDGET) must be at least 1 pixel.")
         self.total = total
         self.in_use = 0
         self.peak = 0
-        self.admitted: list[int] = []
+        self.admitted: list[tuple[int, int]] = []
         self._waiters: list[anyio.Event] = []
 
     def cost(self, pixels: int) -> int:
@@ -168,7 +169,7 @@ class PixelBudget:
                     self._waiters.remove(event)
         self.in_use += cost
         self.peak = max(self.peak, self.in_use)
-        self.admitted.append(pixels)
+        self.admitted.append((pixels, self.in_use))
         return cost
 
     def release(self, cost: int) -> None:

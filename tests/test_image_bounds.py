@@ -1,0 +1,141 @@
+"""Work per image is bounded in time and memory, and cancellable (issue 12, point 1), through the protocol.
+
+Each hostile file is built like the attack that found the problem (tests/hostile_images.py), smaller but over the
+limit. Each is refused with words before Pillow reads a byte of it (the jobs' read counters stay at zero), while a
+cheap call on another conversation keeps answering; its latency is reported (`record_property`), not asserted.
+A load whose client gives up stops its decode at the next read, and the pixel budget lets one 99 MP decode run at
+a time while a 20x20 PNG passes beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+
+from server.app import ImageChatServer, build_server
+from server.settings import Settings
+from tests import hostile_images
+from tests.helpers import call, fails
+from tools.deps import Deps
+from tools.image_guard import Job
+from tools.image_structure import MAX_FRAMES, MAX_JPEG_SEGMENTS, MAX_PNG_METADATA_CHUNKS
+
+REEXPORT = "Re-export it as an ordinary PNG or JPEG (open and save it in any image editor) and load it again."
+
+
+@asynccontextmanager
+async def served(settings: Settings, mode: str, **changes: Any) -> AsyncIterator[tuple[Client, Deps]]:
+    server: ImageChatServer = build_server(replace(settings, **changes) if changes else settings)
+    async with Client(server, mode=mode) as client:
+        assert server.current is not None
+        yield client, server.current
+
+
+def watch_jobs(deps: Deps) -> list[Job]:
+    """Every job the server's image guard starts, kept after it ends."""
+    seen: list[Job] = []
+    jobs = deps.images.jobs
+
+    class Recording(list[Job]):
+        def append(self, job: Job) -> None:
+            seen.append(job)
+            super().append(job)
+
+    deps.images.jobs = Recording(jobs)
+    return seen
+
+
+async def cheap_calls(client: Client, latencies: list[float], done: anyio.Event) -> None:
+    """set_options on another conversation, again and again until `done`: what a user does meanwhile."""
+    while not done.is_set():
+        started = time.perf_counter()
+        await call(client, "set_options", {"conversation_id": "bystander", "temperature": 0.5})
+        latencies.append(time.perf_counter() - started)
+        await anyio.sleep(0)
+
+
+ATTACKS: dict[str, tuple[Callable[[], bytes], str]] = {
+    "pages.tif": (
+        lambda: hostile_images.tiff_with_pages(MAX_FRAMES + 2_000),
+        f"The file holds more than {MAX_FRAMES:,} TIFF pages",
+    ),
+    "chunks.png": (
+        lambda: hostile_images.png_with_chunks(1_000_000),
+        f"The file holds more than {MAX_PNG_METADATA_CHUNKS:,} PNG metadata chunks",
+    ),
+    "segments.jpg": (
+        lambda: hostile_images.jpeg_with_segments(100_000),
+        f"The file holds more than {MAX_JPEG_SEGMENTS:,} JPEG segments before the image data",
+    ),
+    "frames.gif": (
+        lambda: hostile_images.gif_with_frames(MAX_FRAMES + 10_000),
+        f"The file holds more than {MAX_FRAMES:,} animation frames",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(ATTACKS))
+async def test_a_hostile_structure_is_refused_before_pillow_reads_it_while_cheap_calls_answer(
+    settings: Settings, pictures: Path, mode: str, name: str
+) -> None:
+    build, problem = ATTACKS[name]
+    (pictures / name).write_bytes(build())
+    latencies: list[float] = []
+    async with served(settings, mode) as (client, deps):
+        jobs = watch_jobs(deps)
+        done = anyio.Event()
+        messages: list[str] = []
+        refusals: list[float] = []
+
+        async def four_hostile_loads() -> None:
+            async with anyio.create_task_group() as loads:
+                for index in range(4):
+                    loads.start_soon(refused, index)
+            done.set()
+
+        async def refused(index: int) -> None:
+            started = time.perf_counter()
+            messages.append(await fails(client, "load_image", {"source": name, "conversation_id": f"attack{index}"}))
+            refusals.append(time.perf_counter() - started)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(cheap_calls, client, latencies, done)
+            group.start_soon(four_hostile_loads)
+        assert messages == [messages[0]] * 4
+        assert messages[0].startswith(f"Error executing tool load_image: Could not load '{name}': {problem};")
+        assert "malformed or built to be slow to read, and was refused before decoding" in messages[0]
+        assert messages[0].endswith(REEXPORT)
+        # Refused by the structure walk: Pillow never read the file, nothing waited for the pixel budget.
+        assert len(jobs) == 4 and all(job.reads == 0 and job.finished.is_set() for job in jobs)
+        assert deps.images.budget.admitted == []
+        # The server is still there for everyone else, and the attacked conversations are untouched.
+        await call(client, "load_image", {"source": "red.png", "conversation_id": "bystander"})
+        pending = await call(client, "preview", {"conversation_id": "attack0", "target": "pending"})
+        assert json.loads(pending["text"]) == {"images": [], "files": []}
+    assert latencies, "the cheap call never answered"
+    # Reported, not asserted (shown with pytest -s): timings depend on the machine and its load.
+    print(
+        f"{name} ({mode}): four refused in {max(refusals) * 1000:.0f} ms at most; cheap calls meanwhile "
+        f"{len(latencies)}, median {statistics.median(latencies) * 1000:.1f} ms, worst {max(latencies) * 1000:.1f} ms"
+    )
+
+
+async def test_a_long_tiff_within_the_limits_counts_its_pages_without_pillow_walking_them(
+    settings: Settings, pictures: Path
+) -> None:
+    """Pillow's page count compares each page with all before it; the structure walk's count is used instead."""
+    (pictures / "long.tif").write_bytes(hostile_images.tiff_with_pages(MAX_FRAMES))
+    async with served(settings, "auto") as (client, _):
+        loaded = await call(client, "load_image", {"source": "long.tif"})
+    assert loaded["images"][0]["frames"] == MAX_FRAMES
+    assert (loaded["images"][0]["width"], loaded["images"][0]["height"]) == (1, 1)
