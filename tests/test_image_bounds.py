@@ -26,8 +26,9 @@ from server.app import ImageChatServer, build_server
 from server.settings import Settings
 from tests import hostile_images
 from tests.helpers import call, fails
+from tools import image_guard
 from tools.deps import Deps
-from tools.image_guard import Job
+from tools.image_guard import Job, WorkCancelled
 from tools.image_structure import MAX_FRAMES, MAX_JPEG_SEGMENTS, MAX_PNG_METADATA_CHUNKS
 
 REEXPORT = "Re-export it as an ordinary PNG or JPEG (open and save it in any image editor) and load it again."
@@ -139,3 +140,56 @@ async def test_a_long_tiff_within_the_limits_counts_its_pages_without_pillow_wal
         loaded = await call(client, "load_image", {"source": "long.tif"})
     assert loaded["images"][0]["frames"] == MAX_FRAMES
     assert (loaded["images"][0]["width"], loaded["images"][0]["height"]) == (1, 1)
+
+
+def noisy_png(width: int, height: int) -> bytes:
+    """A PNG that does not compress, so decoding it takes many reads of the file."""
+    import io
+    import random
+
+    from PIL import Image
+
+    img = Image.frombytes("RGB", (width, height), random.Random(7).randbytes(width * height * 3))
+    buffer = io.BytesIO()
+    img.save(buffer, "PNG", compress_level=0)
+    return buffer.getvalue()
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    with anyio.fail_after(20):
+        while not condition():
+            await anyio.sleep(0.005)
+
+
+async def test_a_load_whose_client_gives_up_stops_its_decode_at_the_next_read(
+    settings: Settings, pictures: Path, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (pictures / "noisy.png").write_bytes(noisy_png(900, 900))  # about 2.4 MB: some 40 reads of 64 KB
+    read = image_guard.GuardedBytes.read
+
+    def slow_read(self: image_guard.GuardedBytes, size: int | None = -1, /) -> bytes:
+        time.sleep(0.02)  # a slow disk: the decode takes about a second
+        return read(self, size)
+
+    monkeypatch.setattr(image_guard.GuardedBytes, "read", slow_read)
+    async with served(settings, mode) as (client, deps):
+        jobs = watch_jobs(deps)
+        async with anyio.create_task_group() as group:
+
+            async def load() -> None:
+                await client.call_tool("load_image", {"source": "noisy.png", "conversation_id": "gone"})
+                raise AssertionError("the load finished although its client gave up")
+
+            group.start_soon(load)
+            await until(lambda: any(job.reads >= 5 for job in jobs[1:]))  # the decode is under way
+            group.cancel_scope.cancel()  # the client gives up
+        decode = jobs[1]
+        assert await anyio.to_thread.run_sync(decode.finished.wait, 20), "the decode kept running"
+        assert decode.cancelled and isinstance(decode.stopped, WorkCancelled)
+        stopped_at = decode.reads
+        await until(lambda: deps.images.budget.in_use == 0)  # its pixels are given back once the thread ended
+        # A load that runs to the end reads far more: the cancelled one stopped well before.
+        await call(client, "load_image", {"source": "noisy.png", "conversation_id": "patient"})
+        assert jobs[-1].reads > stopped_at + 10 and jobs[-1].stopped is None
+        pending = await call(client, "preview", {"conversation_id": "gone", "target": "pending"})
+        assert json.loads(pending["text"]) == {"images": [], "files": []}

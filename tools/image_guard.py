@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 from tools.image_structure import ImageRejected, Structure, check_structure
@@ -218,6 +219,10 @@ class ImageGuard:
                 group.cancel_scope.cancel()
         finally:
             self.jobs.remove(job)
+        if job.cancelled:
+            # The caller is gone: its cancellation, not the worker's WorkCancelled, is what goes up. The task
+            # group may have exited without a checkpoint (its watcher had already ended), so take one here.
+            await anyio.lowlevel.checkpoint()
         if isinstance(outcome, _Failed):
             raise outcome.error
         return outcome
