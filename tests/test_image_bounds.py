@@ -24,7 +24,7 @@ from mcp import Client
 
 from server.app import ImageChatServer, build_server
 from server.settings import Settings
-from tests import hostile_images
+from tests import hostile_images, images
 from tests.helpers import call, fails
 from tools import image_guard
 from tools.deps import Deps
@@ -193,3 +193,42 @@ async def test_a_load_whose_client_gives_up_stops_its_decode_at_the_next_read(
         assert jobs[-1].reads > stopped_at + 10 and jobs[-1].stopped is None
         pending = await call(client, "preview", {"conversation_id": "gone", "target": "pending"})
         assert json.loads(pending["text"]) == {"images": [], "files": []}
+
+
+BIG = 9950 * 9950  # 99 MP, inside the default 100 MP limit; 96 KB of PNG
+
+
+async def test_the_pixel_budget_decodes_one_99_mp_image_at_a_time_while_a_small_one_passes(
+    settings: Settings, pictures: Path, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for index in range(4):
+        (pictures / f"big{index}.png").write_bytes(hostile_images.flat_png(9950, 9950))
+    (pictures / "small.png").write_bytes(images.png(20, 20))
+    read = image_guard.GuardedBytes.read
+
+    def slow_big_read(self: image_guard.GuardedBytes, size: int | None = -1, /) -> bytes:
+        if len(self.getbuffer()) > 50_000:
+            time.sleep(0.02)  # each big decode takes a while, so the others queue behind it
+        return read(self, size)
+
+    monkeypatch.setattr(image_guard.GuardedBytes, "read", slow_big_read)
+    async with served(settings, mode) as (client, deps):
+        budget = deps.images.budget
+        assert budget.total == 120_000_000  # the default: one 99 MP image and room for small ones
+        finished: list[str] = []
+
+        async def load(name: str) -> None:
+            await call(client, "load_image", {"source": name, "conversation_id": name.removesuffix(".png")})
+            finished.append(name)
+
+        async with anyio.create_task_group() as group:
+            for index in range(4):
+                group.start_soon(load, f"big{index}.png")
+            await until(lambda: budget.in_use >= BIG)  # a big decode is under way, three wait
+            await load("small.png")
+            assert finished[-1] == "small.png" and len(finished) < 4  # it passed while big ones were pending
+        assert sorted(finished) == [*(f"big{index}.png" for index in range(4)), "small.png"]
+        bigs = [in_use for pixels, in_use in budget.admitted if pixels == BIG]
+        assert len(bigs) == 4 and all(in_use < 2 * BIG for in_use in bigs)  # never two at once
+        assert (400, BIG + 400) in budget.admitted  # the small one was admitted beside a big one
+        assert budget.peak <= budget.total and budget.in_use == 0
