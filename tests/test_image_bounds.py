@@ -30,6 +30,7 @@ from tools import image_guard
 from tools.deps import Deps
 from tools.image_guard import Job, WorkCancelled
 from tools.image_structure import MAX_FRAMES, MAX_JPEG_SEGMENTS, MAX_PNG_METADATA_CHUNKS
+from tools.models import ImageRecord
 
 REEXPORT = "Re-export it as an ordinary PNG or JPEG (open and save it in any image editor) and load it again."
 
@@ -208,7 +209,7 @@ async def test_the_pixel_budget_decodes_one_99_mp_image_at_a_time_while_a_small_
 
     def slow_big_read(self: image_guard.GuardedBytes, size: int | None = -1, /) -> bytes:
         if len(self.getbuffer()) > 50_000:
-            time.sleep(0.02)  # each big decode takes a while, so the others queue behind it
+            time.sleep(0.01)  # each big decode takes a while, so the others queue behind it
         return read(self, size)
 
     monkeypatch.setattr(image_guard.GuardedBytes, "read", slow_big_read)
@@ -232,3 +233,63 @@ async def test_the_pixel_budget_decodes_one_99_mp_image_at_a_time_while_a_small_
         assert len(bigs) == 4 and all(in_use < 2 * BIG for in_use in bigs)  # never two at once
         assert (400, BIG + 400) in budget.admitted  # the small one was admitted beside a big one
         assert budget.peak <= budget.total and budget.in_use == 0
+
+
+def noisy_jpeg(width: int, height: int) -> bytes:
+    import io
+    import random
+
+    from PIL import Image
+
+    img = Image.frombytes("RGB", (width, height), random.Random(3).randbytes(width * height * 3))
+    buffer = io.BytesIO()
+    img.save(buffer, "JPEG", quality=95)
+    return buffer.getvalue()
+
+
+async def test_a_decode_past_the_image_deadline_is_stopped_and_refused_with_the_setting_named(
+    settings: Settings, pictures: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """JPEG decodes too (even at reduced DCT scale) read the file block by block, so the deadline stops them."""
+    (pictures / "slow.jpg").write_bytes(noisy_jpeg(1200, 900))  # about 1.5 MB: some 25 reads of 64 KB
+    read = image_guard.GuardedBytes.read
+
+    def slow_read(self: image_guard.GuardedBytes, size: int | None = -1, /) -> bytes:
+        time.sleep(0.05)
+        return read(self, size)
+
+    monkeypatch.setattr(image_guard.GuardedBytes, "read", slow_read)
+    async with served(settings, "auto", image_seconds=0.5) as (client, deps):
+        jobs = watch_jobs(deps)
+        message = await fails(client, "load_image", {"source": "slow.jpg", "conversation_id": "slow"})
+        assert message == (
+            "Error executing tool load_image: Could not load 'slow.jpg': Reading the image took longer than 0.5 s "
+            "(IMAGECHAT_IMAGE_SECONDS), so it was stopped: the file is unusually expensive to decode. Re-export it "
+            "as an ordinary PNG or JPEG, or raise the setting."
+        )
+        decode = jobs[-1]
+        assert isinstance(decode.stopped, image_guard.DeadlineExceeded) and decode.finished.is_set()
+        stopped_at = decode.reads
+        assert deps.images.budget.in_use == 0
+    monkeypatch.undo()  # at full speed, the same decode reads on to the end
+    async with served(settings, "auto") as (client, deps):
+        jobs = watch_jobs(deps)
+        await call(client, "load_image", {"source": "slow.jpg"})
+        assert jobs[-1].reads > stopped_at  # the full decode reads on past where the deadline stopped it
+
+
+async def test_a_hostile_image_stored_before_the_limits_is_refused_by_preview_and_chat_with_its_id(
+    settings: Settings, mode: str
+) -> None:
+    """The 4M-chunk PNG once cost 15 s on every prepare and preview: now each refuses it at once, in words."""
+    data = hostile_images.png_with_chunks(100_000)
+    record = ImageRecord(image_id="img_old", width=1, height=1, format="PNG", mime="image/png", bytes=len(data))
+    async with served(settings, mode) as (client, deps):
+        await deps.store.put_image(record, data)
+        jobs = watch_jobs(deps)
+        preview = await fails(client, "preview", {"target": "image:img_old"})
+        chat = await fails(client, "chat", {"prompt": "What is it?", "images": ["img_old"], "dry_run": True})
+        assert all(job.reads == 0 for job in jobs)
+    problem = f"Could not read image img_old: The file holds more than {MAX_PNG_METADATA_CHUNKS:,} PNG metadata chunks"
+    assert problem in preview and preview.endswith(REEXPORT)
+    assert problem in chat and chat.endswith(REEXPORT)

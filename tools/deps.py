@@ -64,12 +64,20 @@ class Deps:
     def __post_init__(self) -> None:
         self.images = ImageGuard(PixelBudget(self.limits.pixel_budget), self.limits.image_seconds, self.image_workers)
 
-    async def image_work(self, data: bytes, work: Callable[[], T]) -> T:
-        """`work()` (a Pillow decode of `data`) run the bounded way: see `tools.image_guard`."""
+    async def image_work(self, data: bytes, work: Callable[[], T], *, image_id: str | None = None) -> T:
+        """`work()` (a Pillow decode of `data`) run the bounded way: see `tools.image_guard`.
+
+        With `image_id` (a stored image being prepared or previewed), a refusal becomes a ToolError that names
+        it; without, `ImageRejected` goes up for the caller to word."""
         from tools import image_decode  # Pillow is imported on first use, not at start-up
 
         max_pixels = self.limits.max_pixels
-        return await self.images.run(lambda: image_decode.decoded_pixels(data, max_pixels=max_pixels), work)
+        try:
+            return await self.images.run(lambda: image_decode.decoded_pixels(data, max_pixels=max_pixels), work)
+        except image_decode.ImageRejected as exc:
+            if image_id is None:
+                raise
+            raise ToolError(f"Could not read image {image_id}: {exc}") from None
 
     def new_conversation(self, conversation_id: str) -> Conversation:
         return Conversation(id=conversation_id, options=Options(model=self.default_model))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from PIL import ExifTags, Image, ImageCms, ImageFile, UnidentifiedImageError
 
-from tools.image_guard import GuardedBytes
+from tools.image_guard import GuardedBytes, check_current
 from tools.image_structure import ImageRejected as ImageRejected  # defined without Pillow; its home for callers
 from tools.image_structure import check_structure
 
@@ -213,6 +213,7 @@ def _to_8bit_gray(img: Image.Image) -> Image.Image:
 
 def normalize(img: Image.Image) -> Image.Image:
     """Convert to L, RGB, LA or RGBA in sRGB; drop an alpha channel that is fully opaque."""
+    check_current()  # a checkpoint between frames: WebP and AVIF frames decode in C without reading the file
     mode = img.mode
     icc = img.info.get("icc_profile")
     if mode.startswith("I") or mode == "F":

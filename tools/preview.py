@@ -146,7 +146,9 @@ async def image_preview(deps: Deps, conversation_id: str, target: str) -> Previe
     record, data = found
     from tools import imaging  # Pillow is imported on first use, not at start-up
 
-    thumb, mime = await deps.image_work(data, functools.partial(imaging.thumbnail, data, max_bytes=THUMBNAIL_BYTES))
+    thumb, mime = await deps.image_work(
+        data, functools.partial(imaging.thumbnail, data, max_bytes=THUMBNAIL_BYTES), image_id=image_id
+    )
     text = (
         f"{record.name or image_id}: {record.width}x{record.height} {record.format}, {record.bytes} bytes; "
         f"thumbnail {len(thumb)} bytes {mime}"

@@ -64,7 +64,9 @@ async def prepared_image(deps: Deps, image_id: str, options: Options) -> ImagePa
     from tools import imaging  # Pillow is imported on first use, not at start-up
 
     prepared = await deps.image_work(
-        data, functools.partial(imaging.prepare, data, target=target, max_pixels=deps.limits.max_pixels)
+        data,
+        functools.partial(imaging.prepare, data, target=target, max_pixels=deps.limits.max_pixels),
+        image_id=image_id,
     )
     await deps.store.put_variant(key, prepared.mime, prepared.data)
     return ImagePart(
