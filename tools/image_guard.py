@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
 
 __all__ = [
+    "DeadlineExceeded",
     "GuardedBytes",
     "ImageGuard",
     "ImageRejected",
@@ -46,6 +47,7 @@ __all__ = [
     "PixelBudget",
     "Structure",
     "WorkCancelled",
+    "check_current",
     "check_structure",
 ]
 
