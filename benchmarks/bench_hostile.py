@@ -87,6 +87,57 @@ def summary(latencies: list[float]) -> dict[str, float]:
     }
 
 
+class PeakMemory:
+    """The process's resident memory, sampled every 5 ms from /proc while a block runs (Linux only)."""
+
+    def __init__(self) -> None:
+        self.peak = self.start = self.rss()
+        self.running = True
+
+    @staticmethod
+    def rss() -> int:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def sample(self) -> None:
+        while self.running:
+            self.peak = max(self.peak, self.rss())
+            time.sleep(0.005)
+
+
+async def memory(count: int) -> None:
+    """`count` 99 MP PNGs (about 400 KB each) prepared at once by chat dry runs: peak memory and time."""
+    import threading
+
+    from PIL import Image
+
+    folder = Path(tempfile.mkdtemp(prefix="bigpng-"))
+    Image.new("RGB", (9950, 9950), (30, 120, 200)).save(folder / "big.png")
+    settings = Settings(store="memory", state_dir=folder / "state", allowed_dirs=[folder], api_key="sk-bench")
+    async with Client(build_server(settings)) as client:
+        for index in range(count):
+            loaded = await client.call_tool(
+                "load_image", {"source": str(folder / "big.png"), "conversation_id": f"c{index}"}
+            )
+            assert not loaded.is_error
+        memory = PeakMemory()
+        sampler = threading.Thread(target=memory.sample, daemon=True)
+        sampler.start()
+        started = time.perf_counter()
+        async with anyio.create_task_group() as group:
+            for index in range(count):
+                asked = {"prompt": "What is it?", "conversation_id": f"c{index}", "dry_run": True}
+                group.start_soon(client.call_tool, "chat", asked)
+        seconds = time.perf_counter() - started
+        memory.running = False
+        sampler.join()
+    peak_mb = (memory.peak - memory.start) / 2**20
+    say(
+        f"{count} x 99 MP PNG ({(folder / 'big.png').stat().st_size} bytes) prepared at once: "
+        f"{seconds:.1f} s, peak memory above the start {peak_mb:.0f} MB"
+    )
+
+
 async def main(scale: float, timeout: float, together_only: bool) -> None:
     folder = Path(tempfile.mkdtemp(prefix="hostile-"))
     paths = []
@@ -124,5 +175,9 @@ if __name__ == "__main__":
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the attack's size")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds before a load is given up")
     parser.add_argument("--together-only", action="store_true", help="only the four attacks at once")
+    parser.add_argument("--memory", type=int, default=0, help="instead: prepare this many 99 MP PNGs at once")
     args = parser.parse_args()
-    anyio.run(main, args.scale, args.timeout, args.together_only)
+    if args.memory:
+        anyio.run(memory, args.memory)
+    else:
+        anyio.run(main, args.scale, args.timeout, args.together_only)
