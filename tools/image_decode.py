@@ -17,9 +17,8 @@ from dataclasses import dataclass
 
 from PIL import ExifTags, Image, ImageCms, ImageFile, UnidentifiedImageError
 
-from tools.image_guard import GuardedBytes, check_current
+from tools.image_guard import GuardedBytes, check_current, structure_of
 from tools.image_structure import ImageRejected as ImageRejected  # defined without Pillow; its home for callers
-from tools.image_structure import check_structure
 
 ALLOWED_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF"})
 _MIME = {
@@ -89,7 +88,7 @@ def decoding() -> Iterator[None]:
 
 def open_image(data: bytes, max_pixels: int) -> ImageFile.ImageFile:
     """Open the header only, enforcing the structure limits, the format allow-list and the pixel limit."""
-    structure = check_structure(data)
+    structure = structure_of(data)
     try:
         img = Image.open(GuardedBytes(data), formats=_OPEN_FORMATS)
     except UnidentifiedImageError as exc:

@@ -4,9 +4,10 @@ A file of a few megabytes can be built to be slow rather than big: tens of thous
 empty PNG chunks or JPEG segments, millions of 1x1 GIF frames. Pillow walks such structure in Python, holding the
 GIL and a worker thread for seconds to minutes. Four guards, cheapest first:
 
-- `check_structure` walks the container (PNG chunks, JPEG markers up to the first scan, GIF blocks, the TIFF IFD
-  chain, WebP chunks) in one linear pass over the bytes and refuses a file whose counts are over the limits below,
-  before Pillow parses anything. It refuses only on counts: a malformed file is left to Pillow to judge.
+- `check_structure` (`tools.image_structure`) walks the container (PNG chunks, JPEG markers up to the first
+  scan, GIF blocks, the TIFF IFD chain, WebP chunks) in one linear pass over the bytes and refuses a file whose
+  counts are over its limits, before Pillow parses anything (`structure_of` walks once per job). It refuses only
+  on counts: a malformed file is left to Pillow to judge.
 - `GuardedBytes` is the file Pillow reads from. Pillow decodes by reading the file in blocks from a Python loop,
   so checking the running job at each read stops a decode at its deadline, or when its caller is gone, within
   one block. What Pillow hands to C in one go (a libtiff-compressed TIFF, WebP, AVIF) cannot be stopped that
@@ -49,6 +50,7 @@ __all__ = [
     "WorkCancelled",
     "check_current",
     "check_structure",
+    "structure_of",
 ]
 
 T = TypeVar("T")
@@ -73,6 +75,9 @@ class Job:
     reads: int = 0  # reads checked: a test can see a decode stop
     stopped: BaseException | None = None
     finished: threading.Event = field(default_factory=threading.Event)
+    # The last file whose structure this job walked, and what the walk found: one operation opens its file
+    # several times (inspect, then decode), and the walk need not be repeated while the bytes are the same object.
+    walked: tuple[bytes, Structure] | None = None
 
     def check(self) -> None:
         """Raise if the operation must stop now. Keeps raising, so a plugin that swallows one still stops."""
@@ -99,6 +104,7 @@ class Job:
             return result
         finally:
             _current.job = None
+            self.walked = None
             self.finished.set()
 
 
@@ -114,6 +120,17 @@ def check_current() -> None:
     job = _current.job
     if job is not None:
         job.check()
+
+
+def structure_of(data: bytes) -> Structure:
+    """`check_structure(data)`, walked once per job for the same bytes object."""
+    job = _current.job
+    if job is not None and job.walked is not None and job.walked[0] is data:
+        return job.walked[1]
+    structure = check_structure(data)
+    if job is not None:
+        job.walked = (data, structure)
+    return structure
 
 
 class GuardedBytes(io.BytesIO):

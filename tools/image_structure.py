@@ -25,10 +25,12 @@ MAX_PNG_DATA_CHUNKS = 50_000
 # JPEG segments before the first scan (what Pillow parses in Python): an ICC profile can take 255 APP2 segments,
 # a camera adds a dozen more.
 MAX_JPEG_SEGMENTS = 1_000
-# GIF: extension blocks (about two a frame at most in real files) and data sub-blocks (255 bytes each in real
-# files: a 50 MB GIF has about 200,000).
+# GIF: extension blocks (about two a frame at most in real files) and data sub-blocks. Encoders fill sub-blocks
+# to 255 bytes, so a real GIF has about one per 255 bytes plus a few per frame: a 50 MB GIF about 200,000. Allowed:
+# one per 128 bytes, plus four per frame of the longest animation (1-byte sub-blocks make the walk itself slow).
 MAX_GIF_EXTENSIONS = 2 * MAX_FRAMES + 100
-MAX_GIF_SUB_BLOCKS = 1_000_000
+GIF_SUB_BLOCKS_PER_FILE = 4 * MAX_FRAMES
+GIF_BYTES_PER_SUB_BLOCK = 128
 
 _REEXPORT = "Re-export it as an ordinary PNG or JPEG (open and save it in any image editor) and load it again."
 
@@ -109,6 +111,7 @@ def _gif(data: bytes) -> Structure:
     flags = data[10]
     pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
     frames = extensions = blocks = 0
+    most_blocks = GIF_SUB_BLOCKS_PER_FILE + end // GIF_BYTES_PER_SUB_BLOCK
     while pos < end:
         introducer = data[pos]
         if introducer == 0x21:  # extension: label, then sub-blocks
@@ -126,11 +129,11 @@ def _gif(data: bytes) -> Structure:
             pos += 11 + (3 << ((local & 7) + 1) if local & 0x80 else 0)
         else:  # the trailer (0x3B), or something the decoder will refuse
             break
-        pos, blocks = _skip_sub_blocks(data, pos, blocks)
+        pos, blocks = _skip_sub_blocks(data, pos, blocks, most_blocks)
     return Structure(frames=max(frames, 1))
 
 
-def _skip_sub_blocks(data: bytes, pos: int, blocks: int) -> tuple[int, int]:
+def _skip_sub_blocks(data: bytes, pos: int, blocks: int, most: int) -> tuple[int, int]:
     end = len(data)
     while pos < end:
         size = data[pos]
@@ -138,8 +141,10 @@ def _skip_sub_blocks(data: bytes, pos: int, blocks: int) -> tuple[int, int]:
         if size == 0:
             break
         blocks += 1
-        if blocks > MAX_GIF_SUB_BLOCKS:
-            raise too_many("GIF data blocks", MAX_GIF_SUB_BLOCKS, "a real 50 MB GIF has about 200,000")
+        if blocks > most:
+            raise too_many(
+                "GIF data blocks", most, f"a real GIF of {end:,} bytes has about {end // 255 + 1:,} (255 bytes each)"
+            )
     return pos, blocks
 
 
