@@ -293,3 +293,54 @@ async def test_a_hostile_image_stored_before_the_limits_is_refused_by_preview_an
     problem = f"Could not read image img_old: The file holds more than {MAX_PNG_METADATA_CHUNKS:,} PNG metadata chunks"
     assert problem in preview and preview.endswith(REEXPORT)
     assert problem in chat and chat.endswith(REEXPORT)
+
+
+def real_files() -> dict[str, bytes]:
+    """Files as real encoders write them, at the edges the limits must leave alone."""
+    import io
+    import random
+
+    from PIL import Image, ImageCms
+
+    noise = Image.frombytes("RGB", (600, 400), random.Random(5).randbytes(600 * 400 * 3))
+    frames = [Image.new("RGB", (8, 8), (index % 256, 0, 0)) for index in range(300)]
+    files: dict[str, bytes] = {}
+    for name, img, params in (
+        ("noise.gif", noise, {}),
+        ("long.gif", frames[0], {"save_all": True, "append_images": frames[1:]}),
+        ("long.png", frames[0], {"save_all": True, "append_images": frames[1:]}),
+        ("pages.tif", frames[0], {"save_all": True, "append_images": frames[1:]}),
+        ("lzw.tif", noise, {"compression": "tiff_lzw"}),
+        ("long.webp", frames[0], {"save_all": True, "append_images": frames[1:], "lossless": True}),
+        ("icc.jpg", noise, {"icc_profile": ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()}),
+    ):
+        buffer = io.BytesIO()
+        img.save(buffer, name.rsplit(".", 1)[1].replace("jpg", "jpeg").replace("tif", "tiff"), **params)
+        files[name] = buffer.getvalue()
+    return files
+
+
+def test_files_real_encoders_write_pass_the_structure_walk_with_their_frames_counted() -> None:
+    from tools.image_structure import check_structure
+
+    counted = {name: check_structure(data).frames for name, data in real_files().items()}
+    assert counted == {
+        "noise.gif": 1,
+        "long.gif": 300,
+        "long.png": None,  # APNG: Pillow reads the count from its header
+        "pages.tif": 300,
+        "lzw.tif": 1,
+        "long.webp": None,
+        "icc.jpg": 1,
+    }
+
+
+def test_a_gif_of_one_byte_data_blocks_is_refused_by_its_size_not_walked_to_the_end() -> None:
+    import struct
+
+    from tools.image_structure import ImageRejected, check_structure
+
+    head = b"GIF89a" + struct.pack("<HHBBB", 1, 1, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff"
+    image = b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02" + b"\x01\x44" * 200_000 + b"\x00"
+    with pytest.raises(ImageRejected, match=r"more than 43,125 GIF data blocks; a real GIF of 400,032 bytes has"):
+        check_structure(head + image + b"\x3b")
