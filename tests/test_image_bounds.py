@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -206,15 +207,18 @@ async def test_the_pixel_budget_decodes_one_99_mp_image_at_a_time_while_a_small_
         (pictures / f"big{index}.png").write_bytes(hostile_images.flat_png(9950, 9950))
     (pictures / "small.png").write_bytes(images.png(20, 20))
     read = image_guard.GuardedBytes.read
+    small_passed = threading.Event()
+    budgets: list[image_guard.PixelBudget] = []
 
-    def slow_big_read(self: image_guard.GuardedBytes, size: int | None = -1, /) -> bytes:
-        if len(self.getbuffer()) > 50_000:
-            time.sleep(0.01)  # each big decode takes a while, so the others queue behind it
+    def held_big_read(self: image_guard.GuardedBytes, size: int | None = -1, /) -> bytes:
+        if len(self.getbuffer()) > 50_000 and budgets and budgets[0].in_use >= BIG:
+            small_passed.wait(20)  # a big decode under way holds until the small one is through
         return read(self, size)
 
-    monkeypatch.setattr(image_guard.GuardedBytes, "read", slow_big_read)
+    monkeypatch.setattr(image_guard.GuardedBytes, "read", held_big_read)
     async with served(settings, mode) as (client, deps):
         budget = deps.images.budget
+        budgets.append(budget)
         assert budget.total == 120_000_000  # the default: one 99 MP image and room for small ones
         finished: list[str] = []
 
@@ -225,9 +229,13 @@ async def test_the_pixel_budget_decodes_one_99_mp_image_at_a_time_while_a_small_
         async with anyio.create_task_group() as group:
             for index in range(4):
                 group.start_soon(load, f"big{index}.png")
-            await until(lambda: budget.in_use >= BIG)  # a big decode is under way, three wait
-            await load("small.png")
-            assert finished[-1] == "small.png" and len(finished) < 4  # it passed while big ones were pending
+            try:
+                await until(lambda: budget.in_use >= BIG)  # a big decode is under way, three wait
+                await load("small.png")
+                assert finished == ["small.png"]  # through while every big one was in flight or waiting
+                assert budget.in_use == BIG and len(budget.admitted) == 2
+            finally:
+                small_passed.set()
         assert sorted(finished) == [*(f"big{index}.png" for index in range(4)), "small.png"]
         bigs = [in_use for pixels, in_use in budget.admitted if pixels == BIG]
         assert len(bigs) == 4 and all(in_use < 2 * BIG for in_use in bigs)  # never two at once
