@@ -3,6 +3,7 @@
 Each is structured exactly like an attack the adversarial pass found (issue 12): a TIFF whose pages are a long
 chain of 1x1 IFDs, a PNG padded with empty private chunks, a JPEG with a run of empty APP segments, a GIF of
 many 1x1 frames. `count` sets how many; the attack used millions, the tests use enough to be over the limits.
+`noise` makes the opposite: an honest file that is slow to decode, for stopping a decode under way.
 """
 
 from __future__ import annotations
@@ -12,6 +13,16 @@ import struct
 import zlib
 
 from PIL import Image
+
+
+def noise(width: int, height: int, fmt: str, **params: object) -> bytes:
+    """Random pixels: a valid file that hardly compresses, so decoding it takes many reads of 64 KB."""
+    import random
+
+    img = Image.frombytes("RGB", (width, height), random.Random(width * height).randbytes(width * height * 3))
+    buffer = io.BytesIO()
+    img.save(buffer, fmt, **params)
+    return buffer.getvalue()
 
 
 def _png_chunk(kind: bytes, body: bytes = b"") -> bytes:

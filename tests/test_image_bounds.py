@@ -144,19 +144,6 @@ async def test_a_long_tiff_within_the_limits_counts_its_pages_without_pillow_wal
     assert (loaded["images"][0]["width"], loaded["images"][0]["height"]) == (1, 1)
 
 
-def noisy_png(width: int, height: int) -> bytes:
-    """A PNG that does not compress, so decoding it takes many reads of the file."""
-    import io
-    import random
-
-    from PIL import Image
-
-    img = Image.frombytes("RGB", (width, height), random.Random(7).randbytes(width * height * 3))
-    buffer = io.BytesIO()
-    img.save(buffer, "PNG", compress_level=0)
-    return buffer.getvalue()
-
-
 async def until(condition: Callable[[], bool]) -> None:
     with anyio.fail_after(20):
         while not condition():
@@ -166,7 +153,8 @@ async def until(condition: Callable[[], bool]) -> None:
 async def test_a_load_whose_client_gives_up_stops_its_decode_at_the_next_read(
     settings: Settings, pictures: Path, mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (pictures / "noisy.png").write_bytes(noisy_png(900, 900))  # about 2.4 MB: some 40 reads of 64 KB
+    noisy = hostile_images.noise(900, 900, "PNG", compress_level=0)  # about 2.4 MB: some 40 reads of 64 KB
+    (pictures / "noisy.png").write_bytes(noisy)
     read = image_guard.GuardedBytes.read
 
     def slow_read(self: image_guard.GuardedBytes, size: int | None = -1, /) -> bytes:
@@ -243,23 +231,12 @@ async def test_the_pixel_budget_decodes_one_99_mp_image_at_a_time_while_a_small_
         assert budget.peak <= budget.total and budget.in_use == 0
 
 
-def noisy_jpeg(width: int, height: int) -> bytes:
-    import io
-    import random
-
-    from PIL import Image
-
-    img = Image.frombytes("RGB", (width, height), random.Random(3).randbytes(width * height * 3))
-    buffer = io.BytesIO()
-    img.save(buffer, "JPEG", quality=95)
-    return buffer.getvalue()
-
-
 async def test_a_decode_past_the_image_deadline_is_stopped_and_refused_with_the_setting_named(
     settings: Settings, pictures: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """JPEG decodes too (even at reduced DCT scale) read the file block by block, so the deadline stops them."""
-    (pictures / "slow.jpg").write_bytes(noisy_jpeg(1200, 900))  # about 1.5 MB: some 25 reads of 64 KB
+    slow = hostile_images.noise(1200, 900, "JPEG", quality=95)  # about 1.5 MB: some 25 reads of 64 KB
+    (pictures / "slow.jpg").write_bytes(slow)
     read = image_guard.GuardedBytes.read
 
     def slow_read(self: image_guard.GuardedBytes, size: int | None = -1, /) -> bytes:
