@@ -118,6 +118,20 @@ SPECS: tuple[Spec, ...] = (
         100_000_000,
         int,
     ),
+    Spec(
+        "image_seconds",
+        "Longest one image operation (load, prepare, preview) may decode before it is stopped and refused, in "
+        "seconds. Waiting for the pixel budget does not count.",
+        30.0,
+        float,
+    ),
+    Spec(
+        "pixel_budget",
+        "Decoded pixels all image work in flight may hold at once (memory: up to about 9 bytes a pixel while "
+        "preparing). Work waits until its image fits; an image larger than the budget runs alone.",
+        120_000_000,
+        int,
+    ),
     Spec("max_frames", 'Most frames taken from one animation with frames="all" (sampled evenly).', 16, int),
     Spec("max_prompt_chars", "Longest prompt or instructions accepted, in characters.", 100_000, int),
     Spec(
@@ -170,6 +184,8 @@ class Settings:
     max_image_bytes: int = DEFAULTS["max_image_bytes"]
     max_file_bytes: int = DEFAULTS["max_file_bytes"]
     max_pixels: int = DEFAULTS["max_pixels"]
+    image_seconds: float = DEFAULTS["image_seconds"]
+    pixel_budget: int = DEFAULTS["pixel_budget"]
     max_frames: int = DEFAULTS["max_frames"]
     max_prompt_chars: int = DEFAULTS["max_prompt_chars"]
     wait_seconds: float = DEFAULTS["wait_seconds"]

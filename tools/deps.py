@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
+from tools.image_guard import ImageGuard, PixelBudget
 from tools.models import Conversation, Options
 from tools.ports import SourceReader, Store, Upstream
 from tools.running import RunningTurns
 
+T = TypeVar("T")
 MAX_CONVERSATION_ID = 128
 ConversationId = Annotated[
     str, Field(description="Which conversation; created on first use.", max_length=MAX_CONVERSATION_ID)
@@ -30,6 +32,9 @@ class Limits:
     max_image_bytes: int
     max_file_bytes: int
     max_pixels: int
+    # Each image operation's deadline (seconds) and the decoded pixels all of them may hold at once.
+    image_seconds: float
+    pixel_budget: int
     max_frames: int
     max_prompt_chars: int
     # Not a setting: a fixed guard against a runaway list of image ids.
@@ -53,6 +58,26 @@ class Deps:
     input_dir: Path | None = None
     # Pillow releases the GIL, but 2-core laptops still choke on ten 24 MP decodes at once.
     image_workers: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(4))
+    # How every image operation runs: admitted by its pixels, under a deadline, stopped when its caller is gone.
+    images: ImageGuard = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.images = ImageGuard(PixelBudget(self.limits.pixel_budget), self.limits.image_seconds, self.image_workers)
+
+    async def image_work(self, data: bytes, work: Callable[[], T], *, image_id: str | None = None) -> T:
+        """`work()` (a Pillow decode of `data`) run the bounded way: see `tools.image_guard`.
+
+        With `image_id` (a stored image being prepared or previewed), a refusal becomes a ToolError that names
+        it; without, `ImageRejected` goes up for the caller to word."""
+        from tools import image_decode  # Pillow is imported on first use, not at start-up
+
+        max_pixels = self.limits.max_pixels
+        try:
+            return await self.images.run(lambda: image_decode.decoded_pixels(data, max_pixels=max_pixels), work)
+        except image_decode.ImageRejected as exc:
+            if image_id is None:
+                raise
+            raise ToolError(f"Could not read image {image_id}: {exc}") from None
 
     def new_conversation(self, conversation_id: str) -> Conversation:
         return Conversation(id=conversation_id, options=Options(model=self.default_model))

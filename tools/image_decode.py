@@ -1,7 +1,10 @@
 """Reading image files with Pillow: header checks (format, pixel limit), decoding, conversion to 8-bit sRGB.
 
 The building blocks `tools.imaging` loads, prepares and previews images with. Every problem with the
-input is raised as `ImageRejected` inside `decoding()`.
+input is raised as `ImageRejected` inside `decoding()`. Every file is opened through `open_image`, which first
+walks its structure (`tools.image_structure`: hostile block counts are refused before Pillow parses them), then
+hands Pillow a `GuardedBytes`, whose reads stop a decode at its deadline or when its caller is gone
+(`tools.image_guard`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from PIL import ExifTags, Image, ImageCms, ImageFile, UnidentifiedImageError
+
+from tools.image_guard import GuardedBytes, check_current, structure_of
+from tools.image_structure import ImageRejected as ImageRejected  # defined without Pillow; its home for callers
 
 ALLOWED_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF"})
 _MIME = {
@@ -54,10 +60,9 @@ _TRANSPOSE = {
     8: Image.Transpose.ROTATE_90,
 }
 _RETRY = "Re-export or re-download the file and load it again."
-
-
-class ImageRejected(ValueError):
-    """The input cannot be used; the message says what is wrong and what to do."""
+# The frame or page count the structure walk found, kept on the opened image: Pillow's own count seeks through
+# every frame, and for a TIFF compares each page with every page before it.
+_COUNTED_FRAMES = "imagechat_counted_frames"
 
 
 @dataclass(frozen=True)
@@ -82,9 +87,10 @@ def decoding() -> Iterator[None]:
 
 
 def open_image(data: bytes, max_pixels: int) -> ImageFile.ImageFile:
-    """Open the header only, enforcing the format allow-list and the pixel limit."""
+    """Open the header only, enforcing the structure limits, the format allow-list and the pixel limit."""
+    structure = structure_of(data)
     try:
-        img = Image.open(io.BytesIO(data), formats=_OPEN_FORMATS)
+        img = Image.open(GuardedBytes(data), formats=_OPEN_FORMATS)
     except UnidentifiedImageError as exc:
         allowed = ", ".join(_OPEN_FORMATS)
         raise ImageRejected(f"Not a supported image (accepted formats: {allowed}). Convert it to PNG or JPEG.") from exc
@@ -97,7 +103,16 @@ def open_image(data: bytes, max_pixels: int) -> ImageFile.ImageFile:
         raise ImageRejected(f"The image has no pixels ({width}x{height}). {_RETRY}")
     if width * height > max_pixels:
         raise too_large(f"{width}x{height}", max_pixels)
+    if structure.frames is not None:
+        setattr(img, _COUNTED_FRAMES, structure.frames)
     return img
+
+
+def decoded_pixels(data: bytes, *, max_pixels: int) -> int:
+    """The pixels a decode of the (first) image holds, from the header: what the pixel budget admits by."""
+    with decoding():
+        width, height = open_image(data, max_pixels).size
+        return width * height
 
 
 def too_large(what: object, limit: int) -> ImageRejected:
@@ -114,7 +129,10 @@ def _format(img: Image.Image) -> str:
 
 
 def frame_count(img: Image.Image) -> int:
-    return 1 if img.format == "MPO" else int(getattr(img, "n_frames", 1))
+    if img.format == "MPO":
+        return 1
+    counted = getattr(img, _COUNTED_FRAMES, None)
+    return counted if isinstance(counted, int) else int(getattr(img, "n_frames", 1))
 
 
 def exif_orientation(img: Image.Image) -> int:
@@ -194,6 +212,7 @@ def _to_8bit_gray(img: Image.Image) -> Image.Image:
 
 def normalize(img: Image.Image) -> Image.Image:
     """Convert to L, RGB, LA or RGBA in sRGB; drop an alpha channel that is fully opaque."""
+    check_current()  # a checkpoint between frames: WebP and AVIF frames decode in C without reading the file
     mode = img.mode
     icc = img.info.get("icc_profile")
     if mode.startswith("I") or mode == "F":

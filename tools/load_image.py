@@ -7,7 +7,6 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Literal
 
-import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
@@ -90,9 +89,7 @@ async def read_images(deps: Deps, source: str, frames: Frames) -> list[tuple[Ima
     from tools import image_decode
 
     try:
-        decoded = await anyio.to_thread.run_sync(
-            functools.partial(_decode, read.data, frames, deps), limiter=deps.image_workers
-        )
+        decoded = await deps.image_work(read.data, functools.partial(_decode, read.data, frames, deps))
     except image_decode.ImageRejected as exc:
         raise ToolError(f"Could not load {source_label(source)}: {exc}") from None
     records: list[tuple[ImageRecord, bytes | None]] = []

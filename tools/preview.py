@@ -6,7 +6,6 @@ import functools
 import json
 from typing import Annotated, Any, Literal
 
-import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
@@ -147,8 +146,8 @@ async def image_preview(deps: Deps, conversation_id: str, target: str) -> Previe
     record, data = found
     from tools import imaging  # Pillow is imported on first use, not at start-up
 
-    thumb, mime = await anyio.to_thread.run_sync(
-        functools.partial(imaging.thumbnail, data, max_bytes=THUMBNAIL_BYTES), limiter=deps.image_workers
+    thumb, mime = await deps.image_work(
+        data, functools.partial(imaging.thumbnail, data, max_bytes=THUMBNAIL_BYTES), image_id=image_id
     )
     text = (
         f"{record.name or image_id}: {record.width}x{record.height} {record.format}, {record.bytes} bytes; "

@@ -63,9 +63,10 @@ async def prepared_image(deps: Deps, image_id: str, options: Options) -> ImagePa
         return ImagePart(image_id, mime, blob, target.detail, target.width, target.height, target.tokens)
     from tools import imaging  # Pillow is imported on first use, not at start-up
 
-    prepared = await anyio.to_thread.run_sync(
+    prepared = await deps.image_work(
+        data,
         functools.partial(imaging.prepare, data, target=target, max_pixels=deps.limits.max_pixels),
-        limiter=deps.image_workers,
+        image_id=image_id,
     )
     await deps.store.put_variant(key, prepared.mime, prepared.data)
     return ImagePart(
