@@ -23,7 +23,8 @@ import anyio
 import pytest
 from mcp import Client
 
-from server.app import ImageChatServer, build_server
+from server.app import build_server
+from server.boundary import ImageChatServer
 from server.settings import Settings
 from tests import hostile_images, images
 from tests.helpers import call, fails
