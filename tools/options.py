@@ -166,9 +166,9 @@ async def set_options(
     changes = changes or OptionChanges()
     check_changes(deps, changes)
     async with deps.store.lock(conversation_id):
-        conversation = await deps.conversation(conversation_id)
+        conversation = await deps.conversation(conversation_id, with_turns=False)
         updated, notes = apply(deps, conversation.options, changes)
         conversation.options = updated
         conversation.updated_at = time.time()
-        await deps.store.put_conversation(conversation)
+        await deps.store.put_changes(conversation)  # the options alone, however long the answers
     return OptionsResult(conversation_id=conversation_id, options=updated, notes=notes)
