@@ -8,6 +8,7 @@ from contextlib import AbstractAsyncContextManager
 
 from server.stores.blobs import MemoryBlobs
 from server.stores.locks import LocalLocks
+from server.stores.retention import Entry, Inventory, Pruned, Retention, choose
 from tools.models import Conversation, FileRecord, ImageRecord, Turn
 
 
@@ -80,6 +81,44 @@ class MemoryStore:
 
     async def put_variant(self, key: str, mime: str, data: bytes) -> None:
         self.variants[key] = (mime, await self.blobs.put(data), time.time())
+
+    async def prune(self, policy: Retention, *, dry_run: bool = False, now: float | None = None) -> Pruned:
+        moment = time.time() if now is None else now
+        stock = self.inventory()
+        pruned = choose(stock, policy, moment)
+        if dry_run:
+            return pruned
+        for conversation_id in pruned.conversations:
+            for table in (self.heads, self.turns, self.updated):
+                table.pop(conversation_id, None)
+        for records, gone in (
+            (self.images, pruned.images),
+            (self.files, pruned.files),
+            (self.variants, pruned.variants),
+        ):
+            for item in gone:
+                records.pop(item, None)
+        for key in pruned.blobs:
+            await self.blobs.delete(key)
+        return pruned
+
+    def inventory(self) -> Inventory:
+        conversations = []
+        for conversation_id, head in self.heads.items():
+            turns = [Turn.model_validate_json(doc) for doc in self.turns.get(conversation_id, {}).values()]
+            found = Conversation.model_validate_json(head)
+            uses = {*found.pending_images, *found.pending_files}
+            uses.update(item for turn in turns for item in (*turn.images, *turn.files))
+            size = len(head) + sum(len(doc) for doc in self.turns.get(conversation_id, {}).values())
+            conversations.append(Entry(conversation_id, size, self.updated[conversation_id], uses=frozenset(uses)))
+
+        def records(table: dict[str, tuple[str, str, float]]) -> list[Entry]:
+            return [
+                Entry(item, len(self.blobs.data.get(key, b"")), at, blob=key) for item, (_, key, at) in table.items()
+            ]
+
+        blobs = [Entry(key, len(data), self.blobs.added[key]) for key, data in self.blobs.data.items()]
+        return Inventory(conversations, records(self.images), records(self.files), records(self.variants), blobs)
 
     def lock(self, conversation_id: str) -> AbstractAsyncContextManager[None]:
         return self._locks.hold(conversation_id)

@@ -20,9 +20,10 @@ from typing import TypeVar
 
 import anyio
 
-from server.stores import sqlite_schema
+from server.stores import sqlite_prune, sqlite_schema
 from server.stores.blobs import FileBlobs
 from server.stores.locks import LocalLocks
+from server.stores.retention import Pruned, Retention, choose
 from tools.models import Conversation, FileRecord, ImageRecord, Turn
 
 T = TypeVar("T")
@@ -171,6 +172,18 @@ class SqliteStore:
                 (key, mime, blob, len(data), time.time()),
             )
         )
+
+    async def prune(self, policy: Retention, *, dry_run: bool = False, now: float | None = None) -> Pruned:
+        moment = time.time() if now is None else now
+
+        def work(db: sqlite3.Connection) -> Pruned:
+            stock = sqlite_prune.inventory(db, self.blobs)
+            pruned = choose(stock, policy, moment)
+            if not dry_run:
+                sqlite_prune.remove(db, self.blobs, stock, pruned, moment)
+            return pruned
+
+        return await self.run(work, small=False)
 
     # -- locks and closing ------------------------------------------------------------------------------
 
