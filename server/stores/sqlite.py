@@ -37,11 +37,11 @@ class SqliteStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.blobs = FileBlobs(path.parent / "blobs")
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=WAIT_MS / 1000)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        sqlite_schema.prepare(self._db, self.blobs)
-        self._db.execute("PRAGMA busy_timeout = 0")  # the inline path never waits (see the module docstring)
+        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=WAIT_MS / 1000)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        sqlite_schema.prepare(self.db, self.blobs)
+        self.db.execute("PRAGMA busy_timeout = 0")  # the inline path never waits (see the module docstring)
         self._guard = threading.Lock()
         self._locks = LocalLocks()
         self._turn_locks = LocalLocks()  # apart from _locks: no conversation id can name a turn lock
@@ -52,23 +52,23 @@ class SqliteStore:
         """`fn(connection)`, inline when `small` and the connection is free at once, else in a worker thread."""
         if small and self._guard.acquire(blocking=False):
             try:
-                return fn(self._db)
+                return fn(self.db)
             except sqlite3.OperationalError as exc:
                 if not busy(exc):
                     raise
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
             finally:
                 self._guard.release()
         return await anyio.to_thread.run_sync(self._waiting, fn)
 
     def _waiting(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         with self._guard:
-            self._db.execute(f"PRAGMA busy_timeout = {WAIT_MS}")
+            self.db.execute(f"PRAGMA busy_timeout = {WAIT_MS}")
             try:
-                return fn(self._db)
+                return fn(self.db)
             finally:
-                self._db.execute("PRAGMA busy_timeout = 0")
+                self.db.execute("PRAGMA busy_timeout = 0")
 
     # -- conversations --------------------------------------------------------------------------------
 
@@ -196,7 +196,7 @@ class SqliteStore:
     async def close(self) -> None:
         def close() -> None:
             with self._guard:
-                self._db.close()
+                self.db.close()
 
         await anyio.to_thread.run_sync(close)
 

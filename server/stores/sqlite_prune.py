@@ -12,10 +12,10 @@ from server.stores.blobs import FileBlobs
 from server.stores.retention import GRACE_SECONDS, Entry, Inventory, Pruned
 
 USES = """
-SELECT conversation, value FROM turns, json_each(turns.doc, '$.images')
-UNION SELECT conversation, value FROM turns, json_each(turns.doc, '$.files')
-UNION SELECT id, value FROM conversations, json_each(conversations.head, '$.pending_images')
-UNION SELECT id, value FROM conversations, json_each(conversations.head, '$.pending_files')
+SELECT t.conversation, j.value FROM turns t, json_each(t.doc, '$.images') j
+UNION SELECT t.conversation, j.value FROM turns t, json_each(t.doc, '$.files') j
+UNION SELECT c.id, j.value FROM conversations c, json_each(c.head, '$.pending_images') j
+UNION SELECT c.id, j.value FROM conversations c, json_each(c.head, '$.pending_files') j
 """
 CONVERSATIONS = """
 SELECT c.id, c.updated_at, length(CAST(c.head AS BLOB))
