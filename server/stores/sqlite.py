@@ -94,13 +94,19 @@ class SqliteStore:
         head = conversation.model_dump_json(exclude={"turns"})
         docs = [(conversation.id, turn.turn, turn.model_dump_json()) for turn in turns]
 
+        def write_head(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO conversations (id, head, created_at, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET head = excluded.head, updated_at = excluded.updated_at",
+                (conversation.id, head, conversation.created_at, time.time()),
+            )
+
         def write(db: sqlite3.Connection) -> None:
+            if not docs:
+                write_head(db)  # one statement is its own transaction
+                return
             with transaction(db):
-                db.execute(
-                    "INSERT INTO conversations (id, head, created_at, updated_at) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT(id) DO UPDATE SET head = excluded.head, updated_at = excluded.updated_at",
-                    (conversation.id, head, conversation.created_at, time.time()),
-                )
+                write_head(db)
                 db.executemany("INSERT OR REPLACE INTO turns (conversation, turn, doc) VALUES (?, ?, ?)", docs)
 
         await self.run(write, small=len(head) + sum(len(doc) for *_, doc in docs) <= INLINE_BYTES)
