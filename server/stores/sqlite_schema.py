@@ -74,6 +74,9 @@ def has_old_layout(db: sqlite3.Connection) -> bool:
 
 def migrate(db: sqlite3.Connection, blobs: FileBlobs) -> None:
     started = time.monotonic()
+    log.warning(
+        "moving the store to layout %d (the bytes of images and files to %s); this happens once", VERSION, blobs.root
+    )
     # The blobs first, outside the transaction: each is written whole under its key, so repeating this after
     # a crash rewrites nothing; the records that name them are then moved in one transaction.
     keys = {table: write_blobs(db, blobs, table) for table in ("images", "files", "variants")}
@@ -94,7 +97,10 @@ def migrate(db: sqlite3.Connection, blobs: FileBlobs) -> None:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
-    db.execute("VACUUM")  # give back the pages the bytes took
+    try:
+        db.execute("VACUUM")  # give back the pages the bytes took
+    except sqlite3.OperationalError as exc:  # another process has it open: the pages are reused instead
+        log.info("could not compact the store after moving it: %s", exc)
     log.info("moved the store to layout %d in %.1f s", VERSION, time.monotonic() - started)
 
 
