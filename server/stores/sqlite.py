@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import anyio
 
@@ -27,6 +27,7 @@ from server.stores.retention import Pruned, Retention, choose
 from tools.models import Conversation, FileRecord, ImageRecord, Turn
 
 T = TypeVar("T")
+Records = Literal["images", "files"]
 log = logging.getLogger(__name__)
 INLINE_BYTES = 64 * 1024  # a write up to this size runs on the event loop
 WAIT_MS = 30_000  # how long a worker thread waits for another process's write lock
@@ -117,24 +118,22 @@ class SqliteStore:
 
     # -- images, files and variants: records here, bytes in the blob folder ---------------------------
 
-    async def _put_record(self, table: str, item: str, meta: str, data: bytes) -> None:
+    async def _put_record(self, table: Records, item: str, meta: str, data: bytes) -> None:
+        touch = f"UPDATE {table} SET created_at = ? WHERE id = ?"  # noqa: S608 - one of two table names
+        insert = f"INSERT OR IGNORE INTO {table} VALUES (?, ?, ?, ?, ?)"  # noqa: S608 - (id, meta, blob, bytes, created_at)
+
         def known(db: sqlite3.Connection) -> bool:
             # Loaded before: mark it as used now, so a prune's grace period covers this load too.
-            updated = db.execute(f"UPDATE {table} SET created_at = ? WHERE id = ?", (time.time(), item))  # noqa: S608 - table names are constants
-            return updated.rowcount > 0
+            return db.execute(touch, (time.time(), item)).rowcount > 0
 
         if await self.run(known):
             return
         key = await self.blobs.put(data)  # whole on disk before any record names it
-        await self.run(
-            lambda db: db.execute(
-                f"INSERT OR IGNORE INTO {table} (id, meta, blob, bytes, created_at) VALUES (?, ?, ?, ?, ?)",  # noqa: S608 - table names are constants
-                (item, meta, key, len(data), time.time()),
-            )
-        )
+        await self.run(lambda db: db.execute(insert, (item, meta, key, len(data), time.time())))
 
-    async def _get_record(self, table: str, item: str, *, data: bool) -> tuple[str, bytes] | None:
-        row = await self.run(lambda db: db.execute(f"SELECT meta, blob FROM {table} WHERE id = ?", (item,)).fetchone())  # noqa: S608 - table names are constants
+    async def _get_record(self, table: Records, item: str, *, data: bool) -> tuple[str, bytes] | None:
+        select = f"SELECT meta, blob FROM {table} WHERE id = ?"  # noqa: S608 - one of two table names
+        row = await self.run(lambda db: db.execute(select, (item,)).fetchone())
         if row is None:
             return None
         if not data:
