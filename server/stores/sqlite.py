@@ -120,7 +120,7 @@ class SqliteStore:
 
     async def _put_record(self, table: Records, item: str, meta: str, data: bytes) -> None:
         touch = f"UPDATE {table} SET created_at = ? WHERE id = ?"  # noqa: S608 - one of two table names
-        insert = f"INSERT OR IGNORE INTO {table} VALUES (?, ?, ?, ?, ?)"  # noqa: S608 - id, meta, blob, bytes, created_at
+        insert = f"INSERT OR IGNORE INTO {table} VALUES (?, ?, ?, ?, ?)"  # noqa: S608 - id, meta, blob, bytes, at
 
         def known(db: sqlite3.Connection) -> bool:
             # Loaded before: mark it as used now, so a prune's grace period covers this load too.
