@@ -104,10 +104,10 @@ async def preview(
     if target.startswith("image:"):
         return await image_preview(deps, conversation_id, target)
     if target == "options":
-        conversation = await deps.conversation(conversation_id)
+        conversation = await deps.conversation(conversation_id, with_turns=False)
         value: Any = conversation.options.model_dump(mode="json")
     elif target == "pending":
-        conversation = await deps.conversation(conversation_id)
+        conversation = await deps.conversation(conversation_id, with_turns=False)
         value = {"images": conversation.pending_images, "files": conversation.pending_files}
     elif target == "last":
         conversation = await existing(deps, conversation_id)
@@ -144,13 +144,16 @@ async def image_preview(deps: Deps, conversation_id: str, target: str) -> Previe
             f"No image with id {image_id!r} is loaded. Call load_image first; its result gives the image_id."
         )
     record, data = found
+    # The name it was loaded under in this conversation (the same bytes may have another name elsewhere).
+    conversation = await deps.store.get_conversation(conversation_id, with_turns=False)
+    name = (conversation.names.get(image_id) if conversation is not None else None) or record.name
     from tools import imaging  # Pillow is imported on first use, not at start-up
 
     thumb, mime = await deps.image_work(
         data, functools.partial(imaging.thumbnail, data, max_bytes=THUMBNAIL_BYTES), image_id=image_id
     )
     text = (
-        f"{record.name or image_id}: {record.width}x{record.height} {record.format}, {record.bytes} bytes; "
+        f"{name or image_id}: {record.width}x{record.height} {record.format}, {record.bytes} bytes; "
         f"thumbnail {len(thumb)} bytes {mime}"
     )
     return PreviewResult(
