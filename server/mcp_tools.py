@@ -17,6 +17,7 @@ from tools import attach_file as attach_step
 from tools import chat as chat_step
 from tools import load_image as load_step
 from tools import options as options_step
+from tools import pending as pending_step
 from tools import preview as preview_step
 from tools.deps import ConversationId, Deps
 
@@ -107,6 +108,7 @@ def register_tools(server: MCPServer[Deps]) -> None:
         dry_run: chat_step.DryRun = False,
         wait_seconds: chat_step.WaitSeconds = None,
         turn: chat_step.TurnNumber = None,
+        cancel: chat_step.CancelTurn = False,
     ) -> chat_step.ChatResult:
         """Send one turn to the model (ComfyUI's OpenAI Chat node): the prompt, then the images, then the
         files. Returns the answer text with status, usage and the turn number. A slow answer returns
@@ -128,7 +130,20 @@ def register_tools(server: MCPServer[Deps]) -> None:
             progress=progress,
             wait_seconds=wait_seconds,
             turn=turn,
+            cancel=cancel,
         )
+
+    @server.tool(
+        title="Drop waiting attachments",
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+        ),
+    )
+    @takes(parameters_of(pending_step.clear_pending))
+    async def clear_pending(ctx: Context[Deps, Any], **arguments: Any) -> pending_step.ClearPendingResult:
+        """Drop images and files waiting for the conversation's next chat turn (all of them, or the ids given).
+        They stay stored: load_image('image://<id>') attaches one again."""
+        return await pending_step.clear_pending(deps_of(ctx), **arguments)
 
     @server.tool(
         title="Preview",

@@ -135,6 +135,13 @@ SPECS: tuple[Spec, ...] = (
         choices=("auto", "always", "never"),
     ),
     Spec("timeout", "Upstream request timeout, in seconds.", 600.0, float),
+    Spec(
+        "turn_timeout",
+        "Longest a chat turn may take in all, in seconds, however slowly the answer trickles in; then it fails "
+        "and its attachments wait for the next turn. chat(turn=N, cancel=true) stops one sooner.",
+        1800.0,
+        float,
+    ),
     Spec("max_retries", "Upstream retries on 408/409/429/5xx and connection errors.", 2, int),
     Spec(
         "log_level",
@@ -175,6 +182,7 @@ class Settings:
     wait_seconds: float = DEFAULTS["wait_seconds"]
     background: str = DEFAULTS["background"]
     timeout: float = DEFAULTS["timeout"]
+    turn_timeout: float = DEFAULTS["turn_timeout"]
     max_retries: int = DEFAULTS["max_retries"]
     log_level: str = DEFAULTS["log_level"]
     api_key: str | None = field(default=None, repr=False)

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from tools.deps import ConversationId, Deps, check_conversation_id, content_id
 from tools.models import ImageRecord
+from tools.pending import check_room
 from tools.sanitize import clean_text
 from tools.source_label import source_label
 
@@ -129,6 +130,7 @@ async def load_image(
             await deps.store.put_image(record, blob)
     async with deps.store.lock(conversation_id):
         conversation = await deps.conversation(conversation_id)
+        check_room(conversation, [record.image_id for record, _ in loaded], deps.limits.max_images_per_turn)
         for record, _ in loaded:
             if record.image_id not in conversation.pending_images:
                 conversation.pending_images.append(record.image_id)
