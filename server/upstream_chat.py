@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 
 from server.upstream_responses import content, cut_off_guard, data_url
@@ -92,7 +93,8 @@ async def stream(client: AsyncOpenAI, payload: dict[str, Any], listener: Listene
                     total_tokens=chunk.usage.total_tokens,
                 )
     finally:
-        await chunks.close()
+        with anyio.CancelScope(shield=True):  # even when cancelled: hang up, so the upstream stops generating
+            await chunks.close()
     incomplete = finish in ("length", "content_filter")
     return ChatReply(
         text="".join(texts),

@@ -32,7 +32,7 @@ HEARTBEAT = 5.0  # and one every 5 s while the model thinks, so clients that res
 MAX_WAIT = 3600  # seconds: the longest a call may wait for its answer
 # How long a turn whose wait ran out may take to get hold of an idle conversation before it counts as queued
 # behind another turn (wait_seconds=0 means "start it, and answer running at once").
-START_GRACE = 2.0
+START_GRACE = 1.0
 
 # The step's arguments, declared once: the MCP tool's signature and the step below both use them.
 Prompt = Annotated[str, Field(description="What to ask or tell the model about the images.")]

@@ -33,25 +33,12 @@ from tools.plan import ChatCall, TurnPlan, plan_turn
 from tools.ports import ChatReply, ContextLost
 from tools.request import build_request
 from tools.sanitize import clean_text
+from tools.turn_words import CANCELLED, NOT_STORED, NOT_WRITABLE, TOO_LONG, reason
 
 log = logging.getLogger(__name__)
 INTERRUPTED = "The server stopped while this answer was streaming, so it was lost. Ask again."
 REPLAYED = "The upstream no longer had the previous response; the history was replayed."
 UNEXPECTED = "The turn failed unexpectedly; the server log has the details. Try again."
-CANCELLED = "Cancelled by chat(turn=N, cancel=true). Its images and files wait for the next turn."
-TOO_LONG = (
-    "The answer took longer than {limit:g} s in all (IMAGECHAT_TURN_TIMEOUT), so it was stopped. Its images and "
-    "files wait for the next turn: ask again (a faster model or a lower reasoning_effort answers sooner), or raise "
-    "IMAGECHAT_TURN_TIMEOUT."
-)
-NOT_WRITABLE = (
-    "The conversation cannot be stored ({reason}), so the model was not asked and nothing was billed. Free space "
-    "in the server's state folder, or move it with IMAGECHAT_STATE_DIR, then ask again."
-)
-NOT_STORED = (
-    "The answer could not be stored ({reason}): it is only in this reply, the conversation does not hold this turn "
-    "and its images and files still wait. Free space in the server's state folder (IMAGECHAT_STATE_DIR)."
-)
 
 
 class TurnRun:
@@ -338,12 +325,6 @@ def answered(turn: Turn, reply: ChatReply) -> Turn:
             "error": None,
         }
     )
-
-
-def reason(exc: BaseException) -> str:
-    """What went wrong with the store, in a few words (an OSError's strerror, sqlite's message)."""
-    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return text.splitlines()[0][:200]
 
 
 def replace_turn(conversation: Conversation, turn: Turn) -> None:
