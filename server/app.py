@@ -5,17 +5,19 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp_types import CallToolResult, InputRequiredResult
 from pydantic import AnyUrl
 
 from prompts import instruction_texts
 from prompts.register import register_prompts
 from server import logsafe
+from server.failures import explain
 from server.settings import DEFAULTS, Settings
 from server.stores import open_store
 from tools.deps import Deps, Limits
@@ -46,12 +48,19 @@ class ImageChatServer(MCPServer[Deps]):
     ) -> CallToolResult | InputRequiredResult:
         try:
             result = await super().call_tool(name, arguments, context)
+        except UnexpectedToolError as exc:
+            # A full or read-only disk, input nested too deeply: words for the agent instead of a bare error.
+            words = explain(exc.__cause__, self.state_dir)
+            if words is None:
+                raise
+            raise ToolError(f"Error executing tool {name}: {words}") from None
         except ToolError as exc:
             raise logsafe.scrub_error(exc) from exc.__cause__
         return logsafe.scrub_result(result) if isinstance(result, CallToolResult) else result
 
     # Static resources get no context, so the ones that need the store or upstream find them here.
     current: Deps | None = None
+    state_dir: Path | None = None  # where the SQLite store lives (named when its disk fails)
 
     async def read_resource(
         self, uri: AnyUrl | str, context: Context[Deps, Any] | None = None
@@ -144,6 +153,7 @@ def build_server(settings: Settings, *, reader: SourceReader | None = None) -> I
     from server.mcp_tools import register_tools
     from server.mcp_workflow import register_workflow_tool
 
+    server.state_dir = settings.resolved_state_dir() if settings.store == "sqlite" else None
     register_tools(server)
     register_workflow_tool(server)
     register_resources(server, lambda: server.current)

@@ -78,6 +78,11 @@ def serve(args_list: list[str]) -> None:
     except settings_module.SettingsError as exc:
         parser.error(str(exc))
     setup_logging(settings)
+    from server.failures import state_problem
+
+    problem = state_problem(settings)
+    if problem is not None:
+        parser.exit(2, f"imagechat-mcp: error: {problem}\n")
     from server.app import build_server
 
     server = build_server(settings)
