@@ -87,6 +87,9 @@ def serve(args_list: list[str]) -> None:
 
     server = build_server(settings)
     if settings.transport == "streamable-http":
+        from server.failures import quiet_disconnects
+
+        quiet_disconnects()
         server.run("streamable-http", host=settings.host, port=settings.port)
     else:
         server.run("stdio")

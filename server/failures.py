@@ -8,6 +8,7 @@ and says what happened and what to do; `state_problem` checks the state folder b
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import sqlite3
 import tempfile
@@ -87,3 +88,32 @@ def state_problem(settings: Settings) -> str | None:
             "to keep nothing between runs."
         )
     return None
+
+
+class OneLineDisconnects(logging.Filter):
+    """An HTTP client that goes away before its request is read (a slow or abandoned connection) is logged by the
+    SDK as an ERROR with a traceback, one per connection: the client's doing, not the server's. Say it in one
+    line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is None or type(error).__name__ not in _GONE:
+            return True
+        said = record.getMessage()
+        record.msg = "%s: the client went away before the request was complete (%s)"
+        record.args = (said, type(error).__name__)
+        record.exc_info = record.exc_text = None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+# By name: starlette's ClientDisconnect, anyio's closed and broken streams, a reset socket.
+_GONE = {"ClientDisconnect", "ClosedResourceError", "BrokenResourceError", "ConnectionResetError", "BrokenPipeError"}
+HTTP_LOGGER = "mcp.server.streamable_http"
+
+
+def quiet_disconnects() -> None:
+    """Log abandoned HTTP connections in one line (see OneLineDisconnects); once per process."""
+    logger = logging.getLogger(HTTP_LOGGER)
+    if not any(isinstance(f, OneLineDisconnects) for f in logger.filters):
+        logger.addFilter(OneLineDisconnects())

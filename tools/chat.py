@@ -207,7 +207,11 @@ async def follow(deps: Deps, run: TurnRun, wait: float, progress: Progress | Non
         with anyio.move_on_after(START_GRACE):
             await run.begun.wait()
     if not run.finished.is_set():
-        running = await run.announce(deps)
+        try:
+            running = await run.announce(deps)
+        except Exception:
+            await run.abandon(deps)  # not announced, so nobody could fetch its answer: stop it (a full disk)
+            raise
         if running is not None:
             return result_of(run.conversation_id, running, run.notes)
     return outcome(run)

@@ -116,14 +116,8 @@ async def image_batch(run: Run, node: Node) -> Outputs:
     return (Images(run.batch(node, "image1", Images).ids + run.batch(node, "image2", Images).ids),)
 
 
-def batch_slot(name: str) -> tuple[int, str]:
-    """images.image0, images.image1, ... in number order; a name without a number (from a hand-made file) last."""
-    number = name.rpartition("image")[2]
-    return (int(number), "") if number.isdecimal() else (1 << 62, name)
-
-
 async def batch_images(run: Run, node: Node) -> Outputs:
-    names = sorted(node.links, key=batch_slot)
+    names = sorted(node.links, key=lambda n: int(n.rpartition("image")[2]))
     return (Images([i for n in names for i in run.batch(node, n, Images).ids]),)
 
 
