@@ -84,7 +84,10 @@ class AllowedFolders:
         given = Path(folder.strip()).expanduser()
         candidates = [given] if given.is_absolute() else [root / given for root in self.dirs]
         for candidate in candidates:
-            resolved = candidate.resolve()
+            try:
+                resolved = candidate.resolve()
+            except OSError:  # changed while it was being resolved, or unreadable: not a folder to use
+                continue
             if any(resolved.is_relative_to(root) for root in self.dirs) and resolved.is_dir():
                 return resolved
         shown = ", ".join(str(root) for root in self.dirs) or "none"
@@ -99,8 +102,13 @@ class AllowedFolders:
 
         Whether a file exists elsewhere (a symlink out) is for the reader to refuse without telling."""
         path = folder / name
-        target = path.resolve()
-        if target.is_relative_to(folder.resolve()) and not target.exists():
+        try:
+            target = path.resolve()
+            missing = target.is_relative_to(folder.resolve()) and not target.exists()
+        except OSError as exc:  # a name on the way changed while it was being resolved
+            problem = exc.strerror or type(exc).__name__
+            raise ToolError(f"{name!r} could not be looked up in the input folder ({problem}). Try again.") from None
+        if missing:
             raise ToolError(f"{name!r} is not in the input folder {str(folder)!r}")
         return str(path)
 
