@@ -107,6 +107,7 @@ def build_server(settings: Settings, *, reader: SourceReader | None = None) -> I
     from server.mcp_tools import register_tools
     from server.mcp_workflow import register_workflow_tool
 
+    server.state_dir = settings.resolved_state_dir() if settings.store == "sqlite" else None
     register_tools(server)
     register_workflow_tool(server)
     register_resources(server, lambda: server.current)

@@ -11,17 +11,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, CallToolResult, GetPromptResult, InputRequiredResult, Prompt, Tool
 from pydantic import AnyUrl, ValidationError
 
 from server import arguments as checks
-from server import logsafe
+from server import failures, logsafe
 from tools.deps import Deps
 
 
@@ -39,6 +40,7 @@ class ImageChatServer(MCPServer[Deps]):
     schemas: dict[str, Mapping[str, Any]] | None = None
     # Tools only an MCP App calls (visibility ["app"]): never named to the model as where an argument belongs.
     app_only: frozenset[str] = frozenset()
+    state_dir: Path | None = None  # where the SQLite store lives (named when its disk fails)
 
     def add_tool(self, *args: Any, **kwargs: Any) -> None:
         self.schemas = None
@@ -63,6 +65,12 @@ class ImageChatServer(MCPServer[Deps]):
                 raise ToolError(f"Error executing tool {name}: {refusal}")
         try:
             result = await super().call_tool(name, arguments, context)
+        except UnexpectedToolError as exc:
+            # A full or read-only disk, input nested too deeply: words for the agent instead of a bare error.
+            words = failures.explain(exc.__cause__, self.state_dir)
+            if words is None:
+                raise
+            raise ToolError(f"Error executing tool {name}: {words}") from None
         except ToolError as exc:
             raise logsafe.scrub_error(reworded(exc, name, schemas.get(name), arguments)) from exc.__cause__
         return logsafe.scrub_result(result) if isinstance(result, CallToolResult) else result

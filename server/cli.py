@@ -81,6 +81,11 @@ def serve(args_list: list[str]) -> None:
     except settings_module.SettingsError as exc:
         parser.error(str(exc))
     setup_logging(settings)
+    from server.failures import state_problem
+
+    problem = state_problem(settings)
+    if problem is not None:
+        parser.exit(2, f"imagechat-mcp: error: {problem}\n")
     from server import terminal
 
     by_hand = settings.transport == "stdio" and terminal.on_terminal()
@@ -90,6 +95,9 @@ def serve(args_list: list[str]) -> None:
 
     server = build_server(settings)
     if settings.transport == "streamable-http":
+        from server.failures import quiet_disconnects
+
+        quiet_disconnects()
         server.run("streamable-http", host=settings.host, port=settings.port)
     elif by_hand:
         terminal.run(server)

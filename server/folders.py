@@ -7,6 +7,7 @@ component below it unless allowed, regular files only, sizes capped.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterable, Sequence
@@ -28,6 +29,10 @@ _OPEN_FLAGS = (
     | getattr(os, "O_CLOEXEC", 0)
     | getattr(os, "O_BINARY", 0)
 )
+# A folder on the way to a file: a folder, not a symlink.
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+# Whether files can be opened relative to a folder's descriptor, one name at a time.
+_WALKS = os.open in os.supports_dir_fd and hasattr(os, "O_DIRECTORY") and hasattr(os, "O_NOFOLLOW")
 
 
 def default_allowed_dirs(cwd: Path | None = None, home: Path | None = None) -> list[Path]:
@@ -79,7 +84,10 @@ class AllowedFolders:
         given = Path(folder.strip()).expanduser()
         candidates = [given] if given.is_absolute() else [root / given for root in self.dirs]
         for candidate in candidates:
-            resolved = candidate.resolve()
+            try:
+                resolved = candidate.resolve()
+            except OSError:  # changed while it was being resolved, or unreadable: not a folder to use
+                continue
             if any(resolved.is_relative_to(root) for root in self.dirs) and resolved.is_dir():
                 return resolved
         shown = ", ".join(str(root) for root in self.dirs) or "none"
@@ -94,8 +102,13 @@ class AllowedFolders:
 
         Whether a file exists elsewhere (a symlink out) is for the reader to refuse without telling."""
         path = folder / name
-        target = path.resolve()
-        if target.is_relative_to(folder.resolve()) and not target.exists():
+        try:
+            target = path.resolve()
+            missing = target.is_relative_to(folder.resolve()) and not target.exists()
+        except OSError as exc:  # a name on the way changed while it was being resolved
+            problem = exc.strerror or type(exc).__name__
+            raise ToolError(f"{name!r} could not be looked up in the input folder ({problem}). Try again.") from None
+        if missing:
             raise ToolError(f"{name!r} is not in the input folder {str(folder)!r}")
         return str(path)
 
@@ -130,7 +143,8 @@ class AllowedFolders:
             target = target.resolve(strict=True)
             if not self._check_inside(target, label, kind):  # changed since the first look
                 raise self._outside(label, kind)
-            return _read_regular_file(target, label, limit, kind), target.name
+            root = max((d for d in self.dirs if target.is_relative_to(d)), key=lambda d: len(d.parts))
+            return read_inside(root, target, label, limit, kind), target.name
         except OSError as exc:
             raise ToolError(
                 f"{label} could not be read ({exc.strerror or type(exc).__name__}). Check that the file "
@@ -167,20 +181,63 @@ def too_big(label: str, size: int, limit: int, kind: str) -> str:
     return f"{label} is {limits}. Use a smaller or more compressed copy."
 
 
-def _read_regular_file(path: Path, label: str, limit: int, kind: str) -> bytes:
-    before = os.stat(path)
+def read_inside(root: Path, target: Path, label: str, limit: int, kind: str) -> bytes:
+    """The bytes of `target`, a resolved path inside the resolved allowed folder `root`, read so that what is
+    read is what was checked.
+
+    Checking a resolved path and then opening it again by name is a race: a folder on the way can be swapped
+    for a symlink to somewhere else in between. So where the platform can (Linux, macOS, the BSDs), the file
+    is reached from `root`'s descriptor one name at a time, every folder and the file itself opened without
+    following a symlink. `target` was resolved, so no name on the way is a symlink unless one was put there
+    since; then the open fails and the read is refused. Symlinks a user made inside the folder still work:
+    the resolved path goes around them. (Checking the opened file's location afterwards instead would need
+    /proc or F_GETPATH, one per platform.) Windows has no `dir_fd`: there the file is opened by its path,
+    without following a final symlink, and must be the file that was checked.
+    """
+    if not _WALKS:
+        return _read_regular_file(os.fspath(target), None, label, limit, kind)
+    names = target.relative_to(root).parts
+    fd = os.open(root, _DIR_FLAGS & ~getattr(os, "O_NOFOLLOW", 0))
+    try:
+        for name in names[:-1]:
+            try:
+                step = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):  # a folder became a symlink (or a file)
+                    raise _changed(label) from None
+                raise
+            os.close(fd)
+            fd = step
+        return _read_regular_file(names[-1] if names else ".", fd, label, limit, kind)
+    finally:
+        os.close(fd)
+
+
+def _changed(label: str) -> ToolError:
+    return ToolError(f"{label} changed while it was being opened. Try again.")
+
+
+def _read_regular_file(path: str, dir_fd: int | None, label: str, limit: int, kind: str) -> bytes:
+    before = os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
+    if stat.S_ISLNK(before.st_mode):  # it was resolved, so it has become a symlink since
+        raise _changed(label)
     if stat.S_ISDIR(before.st_mode):
         raise ToolError(f"{label} is a folder, not a file. Give the path of one {kind} file in it.")
     if not stat.S_ISREG(before.st_mode):
         raise ToolError(
             f"{label} is not a regular file (it is a device, pipe or socket). Give the path of a {kind} file."
         )
-    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        fd = os.open(path, _OPEN_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _changed(label) from None
+        raise
     with os.fdopen(fd, "rb") as file:
         # Judge the file we opened, not the name: it could have been swapped since the stat above.
         opened = os.fstat(file.fileno())
         if (opened.st_dev, opened.st_ino) != (before.st_dev, before.st_ino) or not stat.S_ISREG(opened.st_mode):
-            raise ToolError(f"{label} changed while it was being opened. Try again.")
+            raise _changed(label)
         if opened.st_size > limit:
             raise ToolError(too_big(label, opened.st_size, limit, kind))
         data = file.read(limit + 1)

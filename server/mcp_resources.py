@@ -5,12 +5,18 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context, MCPServer, ResourceSecurity
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 
 from prompts import presets
 from tools.deps import Deps
+
+
+def conversation_uri(conversation_id: str) -> str:
+    """The resource URI of a conversation: the id percent-encoded (the SDK decodes it when the URI is read)."""
+    return "conversation://" + quote(conversation_id, safe="")
 
 
 def register_resources(server: MCPServer[Deps], current: Callable[[], Deps | None]) -> None:
@@ -31,8 +37,11 @@ def register_resources(server: MCPServer[Deps], current: Callable[[], Deps | Non
         "conversation://{conversation_id}",
         name="conversation",
         title="Conversation transcript",
-        description="Options, every turn (prompt, attachments, answer, usage) and pending inputs.",
+        description="Options, every turn (prompt, attachments, answer, usage) and pending inputs. The id is "
+        "percent-encoded in the URI: conversation 'cats/2024' is conversation://cats%2F2024.",
         mime_type="application/json",
+        # A conversation id is a key in the store, never a path: 'a/../b' or '/tmp' are ids like any other.
+        security=ResourceSecurity(exempt_params={"conversation_id"}),
     )
     async def conversation(conversation_id: str, ctx: Context[Deps, Any]) -> str:
         found = await ctx.request_context.lifespan_context.store.get_conversation(conversation_id)

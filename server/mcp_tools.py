@@ -17,6 +17,7 @@ from tools import attach_file as attach_step
 from tools import chat as chat_step
 from tools import load_image as load_step
 from tools import options as options_step
+from tools import pending as pending_step
 from tools import preview as preview_step
 from tools.chat import Progress
 from tools.deps import ConversationId, Deps
@@ -113,6 +114,18 @@ def register_tools(server: MCPServer[Deps]) -> None:
         files. Returns the answer text with status, usage and the turn number. A slow answer returns
         status 'running' with its turn number; chat(turn=<n>) or preview fetches it when it is done."""
         return await chat_step.chat(deps_of(ctx), progress=progress_of(ctx), **arguments)
+
+    @server.tool(
+        title="Drop waiting attachments",
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+        ),
+    )
+    @takes(parameters_of(pending_step.clear_pending))
+    async def clear_pending(ctx: Context[Deps, Any], **arguments: Any) -> pending_step.ClearPendingResult:
+        """Drop images and files waiting for the conversation's next chat turn (all of them, or the ids given).
+        They stay stored: load_image('image://<id>') attaches one again."""
+        return await pending_step.clear_pending(deps_of(ctx), **arguments)
 
     @server.tool(
         title="Preview",

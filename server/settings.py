@@ -176,6 +176,13 @@ SPECS: tuple[Spec, ...] = (
         float,
     ),
     Spec("timeout", "Upstream request timeout, in seconds.", 600.0, float),
+    Spec(
+        "turn_timeout",
+        "Longest a chat turn may take in all, in seconds, however slowly the answer trickles in; then it fails "
+        "and its attachments wait for the next turn. chat(turn=N, cancel=true) stops one sooner.",
+        1800.0,
+        float,
+    ),
     Spec("max_retries", "Upstream retries on 408/409/429/5xx and connection errors.", 2, int),
     Spec(
         "log_level",
@@ -222,6 +229,7 @@ class Settings:
     keep_variants_days: float = DEFAULTS["keep_variants_days"]
     keep_variants_mb: float = DEFAULTS["keep_variants_mb"]
     timeout: float = DEFAULTS["timeout"]
+    turn_timeout: float = DEFAULTS["turn_timeout"]
     max_retries: int = DEFAULTS["max_retries"]
     log_level: str = DEFAULTS["log_level"]
     api_key: str | None = field(default=None, repr=False)

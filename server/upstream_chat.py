@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from server.upstream_errors import upstream_message
 from server.upstream_responses import content, cut_off_guard, data_url
 from tools.model_rules import detail_for_api
@@ -120,7 +122,8 @@ async def stream(client: AsyncOpenAI, payload: dict[str, Any], listener: Listene
                     total_tokens=chunk.usage.total_tokens,
                 )
     finally:
-        await chunks.close()
+        with anyio.CancelScope(shield=True):  # even when cancelled: hang up, so the upstream stops generating
+            await chunks.close()
     incomplete = finish in ("length", "content_filter")
     return ChatReply(
         text="".join(texts),

@@ -144,7 +144,8 @@ async def stream(client: AsyncOpenAI, payload: dict[str, Any], listener: Listene
                     f"The upstream reported an error mid-answer: {cut(redact(str(event.message)))}. Try the turn again."
                 )
     finally:
-        await events.close()
+        with anyio.CancelScope(shield=True):  # even when cancelled: hang up, so the upstream stops generating
+            await events.close()
     if final is None:
         raise UpstreamFailure("The upstream closed the stream before the answer was complete. Try the turn again.")
     reply = reply_of(

@@ -85,6 +85,9 @@ class Reply:
     usage: dict[str, int] | None = None  # input_tokens, output_tokens, total_tokens, cached/reasoning_tokens
     parts: list[str] | None = None
     drop_after: int | None = None  # close the connection abruptly after this many deltas
+    # Streamed: spend `delay` dripping one byte (of an SSE comment) every `drip` seconds instead of in silence, so
+    # a client's read timeout never fires however long the delay.
+    drip: float = 0.0
 
     @property
     def texts(self) -> list[str]:
@@ -320,6 +323,11 @@ class _SSE:
         block = (f"event: {name}\n" if name else "") + f"data: {text}\n\n"
         payload = block.encode()
         self._handler.wfile.write(f"{len(payload):X}\r\n".encode() + payload + b"\r\n")
+
+    def raw(self, payload: bytes) -> None:
+        """Bytes as they are, in a chunk of their own (flushed at once)."""
+        self._handler.wfile.write(f"{len(payload):X}\r\n".encode() + payload + b"\r\n")
+        self._handler.wfile.flush()
 
     def end(self) -> None:
         self._handler.wfile.write(b"0\r\n\r\n")
@@ -751,9 +759,11 @@ class FakeUpstream:
 
     def _stream_response(self, h: _Handler, reply: Reply, final: JSONDict, item_id: str) -> None:
         background = bool(final.get("background"))
-        if not background:
+        if not background and not reply.drip:
             self._pause(reply.delay)
         sse = _SSE(h, _new_id("req_")[:36])
+        if not background and reply.drip:
+            self._drip(sse, reply)
         seq = 0
 
         def emit(event: JSONDict) -> None:
@@ -795,6 +805,13 @@ class FakeUpstream:
         done_type = "response.incomplete" if reply.status == "incomplete" else "response.completed"
         emit({"type": done_type, "response": final})
         sse.end()
+
+    def _drip(self, sse: _SSE, reply: Reply) -> None:
+        until = time.monotonic() + reply.delay
+        while time.monotonic() < until:
+            self._pause(reply.drip)
+            sse.raw(b":")
+        sse.raw(b"\n\n")  # ends the comment line
 
     def _stored_entry(self, rid: str) -> _Stored:
         with self._lock:

@@ -84,6 +84,10 @@ def check_content(name: str, mime: str, data: bytes) -> None:
             json.loads(text)
         except ValueError as exc:
             raise ToolError(f"{name!r} is not valid JSON ({exc}). Fix it, or attach it as .txt.") from None
+        except RecursionError:  # Python's parser recurses once per level: thousands of [[[[ exhaust it
+            raise ToolError(
+                f"{name!r} is JSON nested too deeply to check (thousands of levels). Flatten it, or attach it as .txt."
+            ) from None
 
 
 async def store_document(deps: Deps, source: str) -> FileRecord:

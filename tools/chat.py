@@ -30,6 +30,9 @@ Progress = Callable[[float, float | None, str], Awaitable[None]]
 PROGRESS_INTERVAL = 0.5  # at most two progress notifications a second while tokens stream in
 HEARTBEAT = 5.0  # and one every 5 s while the model thinks, so clients that reset their timeout keep waiting
 MAX_WAIT = 3600  # seconds: the longest a call may wait for its answer
+# How long a turn whose wait ran out may take to get hold of an idle conversation before it counts as queued
+# behind another turn (wait_seconds=0 means "start it, and answer running at once").
+START_GRACE = 1.0
 
 # The step's arguments, declared once: the MCP tool's signature and the step below both use them.
 Prompt = Annotated[str, Field(description="What to ask or tell the model about the images.")]
@@ -64,7 +67,7 @@ WaitSeconds = Annotated[
         ge=0,
         le=MAX_WAIT,
         description="How long to wait for the answer before returning status 'running' "
-        "(default: the server's IMAGECHAT_WAIT_SECONDS, just under a minute).",
+        "(default: the server's IMAGECHAT_WAIT_SECONDS, just under a minute; 0: start it and return at once).",
     ),
 ]
 TurnNumber = Annotated[
@@ -73,6 +76,13 @@ TurnNumber = Annotated[
         ge=1,
         description="Instead of asking anything: wait for this earlier turn (one that came back "
         "'running') and return its answer. The prompt is ignored.",
+    ),
+]
+CancelTurn = Annotated[
+    bool,
+    Field(
+        description="With turn=<n>: stop that running turn. It is recorded as failed (cancelled) and its images "
+        "and files wait for the next turn."
     ),
 ]
 
@@ -148,9 +158,14 @@ async def chat(
     progress: Progress | None = None,
     wait_seconds: WaitSeconds = None,
     turn: TurnNumber = None,
+    cancel: CancelTurn = False,
 ) -> ChatResult:
     check_conversation_id(conversation_id)
     wait = budget(deps, wait_seconds)
+    if cancel:
+        if turn is None:
+            raise ToolError("cancel=true stops a running turn: give its number as turn=<n> (chat returned it).")
+        return await cancel_turn(deps, conversation_id, turn)
     if turn is not None:
         return await wait_for_turn(deps, conversation_id, turn, wait, progress)
     check_prompt(deps, prompt)
@@ -187,8 +202,16 @@ async def follow(deps: Deps, run: TurnRun, wait: float, progress: Progress | Non
     except BaseException:
         await run.abandon(deps)
         raise
+    if not run.begun.is_set():
+        # The budget ran out before the turn got hold of the conversation: give an idle one a moment to.
+        with anyio.move_on_after(START_GRACE):
+            await run.begun.wait()
     if not run.finished.is_set():
-        running = await run.announce(deps)
+        try:
+            running = await run.announce(deps)
+        except Exception:
+            await run.abandon(deps)  # not announced, so nobody could fetch its answer: stop it (a full disk)
+            raise
         if running is not None:
             return result_of(run.conversation_id, running, run.notes)
     return outcome(run)
@@ -227,6 +250,30 @@ async def wait_for_turn(
         await watch(run, wait, progress)
         if run.finished.is_set():
             return outcome(run)
+    return await recorded(deps, conversation_id, number)
+
+
+async def cancel_turn(deps: Deps, conversation_id: str, number: int) -> ChatResult:
+    """Stop a turn this process is generating; a turn that already ended is shown as it ended."""
+    run = live(deps, conversation_id, number)
+    if run is not None and not run.finished.is_set():
+        await run.cancel(deps)
+        if run.recorded is None:
+            raise ToolError(
+                f"Turn {number} of {conversation_id!r} was stopped before it was recorded; nothing was kept."
+            )
+        return result_of(conversation_id, run.recorded, run.notes)
+    result = outcome(run) if run is not None else await recorded(deps, conversation_id, number)
+    if result.status == "running":
+        raise ToolError(
+            f"Turn {number} of {conversation_id!r} is being answered by another server process; it "
+            "can be cancelled only there."
+        )
+    result.notes.append(f"Turn {number} had already ended ({result.status}): there was nothing to cancel.")
+    return result
+
+
+async def recorded(deps: Deps, conversation_id: str, number: int) -> ChatResult:
     conversation = await refresh(deps, conversation_id)
     found = conversation.get_turn(number) if conversation is not None else None
     if found is None:

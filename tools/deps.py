@@ -37,6 +37,7 @@ class Limits:
     pixel_budget: int
     max_frames: int
     max_prompt_chars: int
+    turn_timeout: float  # seconds a chat turn may take in all (IMAGECHAT_TURN_TIMEOUT)
     # Not a setting: a fixed guard against a runaway list of image ids.
     max_images_per_turn: int = 64
 

@@ -11,7 +11,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
 from tools.deps import ConversationId, Deps, check_conversation_id, content_id_of
-from tools.models import ImageRecord
+from tools.models import IMAGE_SCHEME, ImageRecord
+from tools.pending import check_room
 from tools.sanitize import clean_text
 from tools.source_label import source_label
 
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
     from tools import image_decode
 
 Frames = Literal["first", "all"]
-IMAGE_SCHEME = "image://"
 
 # The step's arguments; the MCP tool's parameters are these (server/mcp_tools.py).
 SourceArg = Annotated[
@@ -126,6 +126,7 @@ async def load_image(
             await deps.store.put_image(record, blob)
     async with deps.store.lock(conversation_id):
         conversation = await deps.conversation(conversation_id, with_turns=False)
+        check_room(conversation, [record.image_id for record, _ in loaded], deps.limits.max_images_per_turn)
         for record, _ in loaded:
             if record.image_id not in conversation.pending_images:
                 conversation.pending_images.append(record.image_id)

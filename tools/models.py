@@ -20,6 +20,14 @@ TurnStatus = Literal["completed", "incomplete", "running", "failed", "cancelled"
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
 
 
+IMAGE_SCHEME = "image://"  # how a loaded image is named: image://<image_id>
+
+
+def image_ref(ref: str) -> str:
+    """The image id in `ref`, which may be given as image://<id>."""
+    return ref[len(IMAGE_SCHEME) :] if ref.startswith(IMAGE_SCHEME) else ref
+
+
 class Options(BaseModel):
     """What the Advanced Options node sets, plus what it lacks (sampling, detail, JSON output)."""
 

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field, replace
 from mcp.server.mcpserver.exceptions import ToolError
 
 from tools import model_rules
-from tools.load_image import IMAGE_SCHEME
-from tools.models import Conversation, Options, Turn
+from tools.models import Conversation, Options, Turn, image_ref
 
 StartingPoint = int | str | None
 
@@ -124,10 +123,6 @@ def pick(refs: list[str] | None, pending: list[str], kind: str) -> list[str]:
     if any(not ref for ref in picked):
         raise ToolError(f"{kind} contains an empty id.")
     return picked
-
-
-def image_ref(ref: str) -> str:
-    return ref[len(IMAGE_SCHEME) :] if ref.startswith(IMAGE_SCHEME) else ref
 
 
 def chain_from(history: list[Turn]) -> str | None:

@@ -5,11 +5,15 @@ Its life, each step a method of `TurnRun`:
   that takes minutes outlives the request that asked for it;
 - begin: under the conversation's turn lock (one turn at a time), plan against the conversation as it is
   then and claim the turn's number;
-- answer: send the request and hear the answer stream in (the turn is the upstream's Listener);
+- check_writable: before anything is sent (and billed), the conversation is written back as it is, so a full
+  or read-only disk fails the turn while it still costs nothing;
+- answer: send the request and hear the answer stream in (the turn is the upstream's Listener), within the
+  turn's total deadline (IMAGECHAT_TURN_TIMEOUT) however slowly it trickles in;
 - announce: the caller's wait budget ran out, so the turn is recorded as "running" and its number handed back;
-- finish: the answer is recorded; fail: a turn already announced is recorded as failed and its attachments
-  given back (before it was announced, a failure leaves no trace); abandon: the caller gave up before the
-  turn was announced, so generating stops;
+- finish: the answer is recorded (if the store refuses it, it is handed back all the same and held for
+  chat(turn=N)); fail: a turn already announced is recorded as failed and its attachments given back (before
+  it was announced, a failure leaves no trace); cancel: the agent stops it; abandon: the caller gave up
+  before the turn was announced, so generating stops;
 - recover: after a restart, a turn recorded as running that no live owner holds is adopted and settled: a
   background response is fetched again by its id, a stream that was cut off is recorded as failed.
 """
@@ -25,10 +29,12 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 from tools.deps import Deps
 from tools.models import Conversation, Turn
+from tools.pending import consume, restore
 from tools.plan import ChatCall, TurnPlan, plan_turn
 from tools.ports import ChatReply, ContextLost
 from tools.request import build_request
 from tools.sanitize import clean_text
+from tools.turn_words import CANCELLED, NOT_STORED, NOT_WRITABLE, TOO_LONG, reason
 
 log = logging.getLogger(__name__)
 INTERRUPTED = "The server stopped while this answer was streaming, so it was lost. Ask again."
@@ -58,6 +64,9 @@ class TurnRun:
         self.announced = False  # a "running" turn has been written to the store
         self.recorded: Turn | None = None  # the turn as recorded, once settled
         self.error: ToolError | None = None
+        self.begun = anyio.Event()  # set once it holds the turn lock and has a number (or has ended)
+        self.cancel_requested = False  # the agent asked to stop it
+        self.unstored = False  # answered, but the store refused the answer: held here so it is not lost
 
     @classmethod
     def adopt(cls, conversation_id: str, record: Turn, owner: str) -> TurnRun:
@@ -97,8 +106,9 @@ class TurnRun:
             except Exception:
                 log.exception("turn of %r (owner %s) failed unexpectedly", self.conversation_id, self.owner)
                 self.error = ToolError(UNEXPECTED)
-        if self.number is not None:
+        if self.number is not None and not self.unstored:
             deps.turns.release(self.conversation_id, self.number)
+        self.begun.set()
         self.finished.set()
 
     async def take_turn(self, deps: Deps, call: ChatCall) -> None:
@@ -106,7 +116,8 @@ class TurnRun:
         async with deps.store.turn_lock(self.conversation_id):
             plan = self.begin(deps, await deps.conversation(self.conversation_id), call)
             try:
-                reply = await self.answer(deps, plan)
+                await self.check_writable(deps)
+                reply = await self.answer_in_time(deps, plan)
             except BaseException as exc:
                 await self.fail(deps, exc)
                 raise
@@ -119,7 +130,29 @@ class TurnRun:
         self.takes_pending = plan.takes_pending
         self.draft = plan.draft(conversation.next_number())
         deps.turns.claim(self.conversation_id, self.draft.turn, self)
+        self.begun.set()
         return plan
+
+    async def check_writable(self, deps: Deps) -> None:
+        """Write the conversation back as it is, before paying for an answer that could not be stored. (One not
+        stored yet stays so: a turn that fails leaves no trace; `finish` keeps its answer in any case.)"""
+        try:
+            if await deps.store.get_conversation(self.conversation_id, with_turns=False) is None:
+                return
+            async with deps.store.lock(self.conversation_id):
+                await save(deps, await deps.conversation(self.conversation_id, with_turns=False))
+        except Exception as exc:
+            log.warning("turn of %r not started: the store cannot be written: %s", self.conversation_id, exc)
+            raise ToolError(NOT_WRITABLE.format(reason=reason(exc))) from None
+
+    async def answer_in_time(self, deps: Deps, plan: TurnPlan) -> ChatReply:
+        """The answer, within the turn's total deadline: the upstream timeout bounds only the gaps between
+        bytes, and an upstream that drips a byte now and then would otherwise hold the turn for ever."""
+        limit = deps.limits.turn_timeout
+        with anyio.move_on_after(limit):
+            return await self.answer(deps, plan)
+        await self.stop_upstream(deps)
+        raise ToolError(TOO_LONG.format(limit=limit))
 
     async def answer(self, deps: Deps, plan: TurnPlan) -> ChatReply:
         try:
@@ -154,21 +187,48 @@ class TurnRun:
         # Shielded, here and in fail: this also runs while the turn is being cancelled, and must not be cut
         # short half-way.
         with anyio.CancelScope(shield=True):
-            async with deps.store.lock(self.conversation_id):
-                conversation = await deps.conversation(self.conversation_id, with_turns=False)
-                turn = self.record_answer(conversation, reply)
-                await save(deps, conversation, turn)
+            try:
+                async with deps.store.lock(self.conversation_id):
+                    conversation = await deps.conversation(self.conversation_id, with_turns=False)
+                    turn = self.record_answer(conversation, reply)
+                    await save(deps, conversation, turn)
+            except Exception as exc:
+                # The answer was paid for: hand it back all the same, and say it was not kept.
+                log.warning("turn %s of %r answered but not stored: %s", self.number, self.conversation_id, exc)
+                assert self.draft is not None
+                self.recorded = self.recorded or answered(self.draft, reply)
+                self.unstored = True
+                self.notes.append(NOT_STORED.format(reason=reason(exc)))
+
+    async def cancel(self, deps: Deps) -> None:
+        """The agent asked to stop this turn: generating stops, and an announced turn is recorded as failed."""
+        self.cancel_requested = True
+        self.scope.cancel()
+        with anyio.move_on_after(10):
+            await self.finished.wait()
+        await self.stop_upstream(deps)
+
+    async def stop_upstream(self, deps: Deps) -> None:
+        """A background response goes on upstream by itself: cancel it there too."""
+        if self.background and self.response_id:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await deps.upstream.cancel(self.response_id)
+                except ToolError as exc:
+                    log.info("could not cancel %s: %s", self.response_id, exc)
 
     async def fail(self, deps: Deps, error: BaseException) -> None:
         """Record the failure of a turn already announced; before that, a failure leaves no trace."""
         if not self.announced:
             return
-        if isinstance(error, anyio.get_cancelled_exc_class()) and self.background and self.response_id:
+        stopping = isinstance(error, anyio.get_cancelled_exc_class()) and not self.cancel_requested
+        if stopping and self.background and self.response_id:
             return  # the server is stopping; the response lives on upstream and `refresh` fetches it later
+        message = str(error) if isinstance(error, ToolError) else CANCELLED if self.cancel_requested else INTERRUPTED
         with anyio.CancelScope(shield=True):
             async with deps.store.lock(self.conversation_id):
                 conversation = await deps.conversation(self.conversation_id, with_turns=False)
-                turn = self.record_failure(conversation, str(error) if isinstance(error, ToolError) else INTERRUPTED)
+                turn = self.record_failure(conversation, message)
                 await save(deps, conversation, turn)
 
     async def abandon(self, deps: Deps) -> None:
@@ -273,19 +333,6 @@ def answered(turn: Turn, reply: ChatReply) -> Turn:
 
 def replace_turn(conversation: Conversation, turn: Turn) -> None:
     conversation.turns = [turn if t.turn == turn.turn else t for t in conversation.turns]
-
-
-def consume(conversation: Conversation, turn: Turn, takes_pending: tuple[bool, bool]) -> None:
-    if takes_pending[0]:
-        conversation.pending_images = [i for i in conversation.pending_images if i not in turn.images]
-    if takes_pending[1]:
-        conversation.pending_files = [f for f in conversation.pending_files if f not in turn.files]
-
-
-def restore(conversation: Conversation, turn: Turn) -> None:
-    """Give a failed turn's attachments back, so the next turn sends them."""
-    conversation.pending_images += [i for i in turn.images if i not in conversation.pending_images]
-    conversation.pending_files += [f for f in turn.files if f not in conversation.pending_files]
 
 
 async def save(deps: Deps, conversation: Conversation, *turns: Turn) -> None:

@@ -78,7 +78,10 @@ async def run_workflow(
     progress: Progress | None = None,
 ) -> WorkflowResult:
     document, file_stem = await load_document(deps, workflow)
-    plan = workflow_graph.parse(document)
+    try:
+        plan = workflow_graph.parse(document)
+    except RecursionError:  # a workflow given inline, as an object, is parsed already
+        raise ToolError(NESTED.format(what="The workflow")) from None
     run = Run(deps, clean_name(name or file_stem or plan.workflow_id or "inline"), plan, progress)
     await preflight(run)
     run.outputs.update(await read_inputs(deps, plan, input_dir or deps.input_dir))
@@ -109,11 +112,19 @@ async def load_document(deps: Deps, workflow: str | dict[str, Any]) -> tuple[Any
     return parse_json(body, repr(read.name)), PurePosixPath(read.name).stem
 
 
+NESTED = (
+    "{what} is nested too deeply to read (thousands of levels): no ComfyUI workflow is. Export the workflow from "
+    "ComfyUI again."
+)
+
+
 def parse_json(text: str, what: str) -> Any:
     try:
         return json.loads(text)
     except ValueError as exc:
         raise ToolError(f"{what} is not valid JSON ({exc}). Export the workflow from ComfyUI again.") from None
+    except RecursionError:
+        raise ToolError(NESTED.format(what=what)) from None
 
 
 def clean_name(name: str) -> str:

@@ -308,7 +308,8 @@ def _ordered(nodes: dict[str, Node]) -> list[Node]:
 
 
 def _id_key(node_id: str) -> tuple[int, str]:
-    return (int(node_id), "") if node_id.isdigit() else (1 << 62, node_id)
+    # isdecimal, not isdigit: "²" is a digit that int() refuses.
+    return (int(node_id), "") if node_id.isdecimal() else (1 << 62, node_id)
 
 
 def _int(value: Any) -> int:

@@ -19,8 +19,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from tools import options
 from tools.chat import ChatResult, Progress, StartingPoint, chat, check_prompt
 from tools.deps import Deps, check_conversation_id
-from tools.load_image import IMAGE_SCHEME
-from tools.models import Options
+from tools.models import IMAGE_SCHEME, Options
 from tools.ports import UpstreamFailure
 from tools.preview import preview, render
 from tools.workflow_graph import Node, Plan, Problems
