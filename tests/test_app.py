@@ -21,7 +21,16 @@ from tests.fake_upstream import FakeUpstream, Reply
 from tests.helpers import call, fails, user_content
 
 APP_TOOLS = {"app_images", "app_chat", "app_rerun", "app_set_options", "app_remove_attachment"}
-MODEL_TOOLS = {"load_image", "attach_file", "set_options", "chat", "preview", "run_workflow", "show_conversation"}
+MODEL_TOOLS = {
+    "load_image",
+    "attach_file",
+    "set_options",
+    "chat",
+    "preview",
+    "run_workflow",
+    "show_conversation",
+    "clear_pending",
+}
 
 
 def visibility(meta: dict[str, Any] | None) -> list[str]:
