@@ -227,13 +227,14 @@ async def test_all_frames_are_capped_and_sampled_evenly(
 def jpeg_decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every JPEG decode Pillow starts in this process, by the mode it decodes to."""
     started: list[str] = []
-    real = Image.core.jpeg_decoder
+    core: Any = vars(Image)["core"]  # Pillow's C module, which every decode goes through
+    real = core.jpeg_decoder
 
     def counting(mode: str, *args: Any) -> Any:
         started.append(mode)
         return real(mode, *args)
 
-    monkeypatch.setattr(Image.core, "jpeg_decoder", counting)
+    monkeypatch.setattr(core, "jpeg_decoder", counting)
     return started
 
 
