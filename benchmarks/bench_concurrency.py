@@ -18,43 +18,19 @@ Writes benchmarks/results/bench_concurrency.json.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 from mcp import Client
 
-from benchmarks._common import REPO, encode, median, p95, photo, say, table, write_json
+from benchmarks._common import encode, median, p95, photo, say, table, upstream_process, write_json
 from server.app import build_server
 from server.settings import Settings
 
 PROBE_INTERVAL = 0.005
-
-
-@contextmanager
-def upstream_process(replies: int, latency: float, report: dict[str, Any]) -> Iterator[str]:
-    """The fake upstream's base URL; what it received is put in `report` when it stops."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.upstream_process", str(replies), str(latency)],
-        cwd=str(REPO),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdin is not None and process.stdout is not None
-    try:
-        yield process.stdout.readline().strip()
-    finally:
-        process.stdin.close()
-        report.update(json.loads(process.stdout.readline() or "{}"))
-        process.wait(10)
 
 
 def settings_for(folder: Path, base_url: str) -> Settings:
