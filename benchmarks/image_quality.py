@@ -24,6 +24,7 @@ from typing import Any
 
 from PIL import Image, ImageChops, ImageMath, ImageStat
 
+from benchmarks._common import say, table
 from tools import imaging
 
 MIN_SSIM = 0.85
@@ -157,6 +158,34 @@ def filters(data: bytes, ref: Image.Image, repeat: int) -> list[dict[str, Any]]:
                 "bytes": len(sent),
             }
         )
+    return rows
+
+
+def filter_table(name: str, data: bytes, size: tuple[int, int], repeat: int) -> list[dict[str, Any]]:
+    """`filters`, printed as a table."""
+    say(f"Resize filters on the {name}, drafted and sized to {size[0]}x{size[1]} ...")
+    rows = filters(data, reference(data, size), repeat)
+    say()
+    say(
+        table(
+            ["filter", "SSIM", "PSNR (dB)", "decode", "resize", "encode", "total CPU ms", "bytes"],
+            [
+                [
+                    f"{r['filter']}{' (chosen)' if r['chosen'] else ''}",
+                    f"{r['ssim']:.4f}",
+                    f"{r['psnr_db']:.2f}",
+                    r["decode_ms"],
+                    r["resize_ms"],
+                    r["encode_ms"],
+                    r["total_ms"],
+                    f"{r['bytes']:,}",
+                ]
+                for r in rows
+            ],
+        )
+    )
+    say(f"(SSIM and PSNR as sent, against a full decode resized with Lanczos; SSIM: {SSIM_KIND};")
+    say(f" CPU ms of this thread per step, medians; the floor for SSIM is {MIN_SSIM})")
     return rows
 
 
