@@ -9,8 +9,10 @@ import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,14 @@ def machine() -> dict[str, Any]:
     }
 
 
+def load_line() -> str:
+    """The machine's load, printed beside results measured on a machine that may be shared."""
+    if not hasattr(os, "getloadavg"):
+        return f"{os.cpu_count()} CPUs"
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} CPUs"
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A Markdown table, so the output can be pasted into the README as it is."""
     cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
@@ -56,6 +66,25 @@ def write_json(name: str, data: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), **data}, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+@contextmanager
+def upstream_process(replies: int, latency: float, report: dict[str, Any]) -> Iterator[str]:
+    """The fake upstream's base URL; what it received is put in `report` when it stops."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.upstream_process", str(replies), str(latency)],
+        cwd=str(REPO),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        yield process.stdout.readline().strip()
+    finally:
+        process.stdin.close()
+        report.update(json.loads(process.stdout.readline() or "{}"))
+        process.wait(10)
 
 
 def say(text: str = "") -> None:

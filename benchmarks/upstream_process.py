@@ -3,13 +3,15 @@
     python -m benchmarks.upstream_process REPLIES LATENCY
 
 Prints its base URL, answers REPLIES requests after LATENCY seconds each (then default replies), and when
-its stdin closes prints one JSON line: how many Responses requests came and how many images each carried.
+its stdin closes prints one JSON line: how many Responses requests came, how many images each carried, and
+the CPU seconds it used.
 In its own process its threads do not compete with the server under test for the GIL, as OpenAI's do not.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from tests import fake_upstream
@@ -36,7 +38,9 @@ def main() -> None:
             )
             for body in bodies
         ]
-        sys.stdout.write(json.dumps({"responses": len(bodies), "images": images}) + "\n")
+        cpu = os.times()
+        report = {"responses": len(bodies), "images": images, "cpu_s": round(cpu.user + cpu.system, 3)}
+        sys.stdout.write(json.dumps(report) + "\n")
 
 
 if __name__ == "__main__":

@@ -123,33 +123,50 @@ def reply_of(
 
 
 async def stream(client: AsyncOpenAI, payload: dict[str, Any], listener: Listener | None) -> ChatReply:
+    from openai import AsyncStream
+    from openai.types.responses import Response
+
     background = bool(payload.get("background"))
-    events = await client.responses.create(**payload)
-    final: Any = None
+    # The SDK makes the request (auth, retries, errors, the event stream), but `responses.create` would walk every
+    # part of a payload that is already in wire format (its TypedDict transform), and validate each event against
+    # the union of every event type before building it: together most of the event-loop CPU of a streamed call.
+    # Posted as it is, with events as plain dicts, only the final response is built as a model.
+    events = await client.post(
+        "/responses",
+        body=payload,
+        cast_to=object,
+        options={"security": {"bearer_auth": True}},
+        stream=True,
+        stream_cls=AsyncStream[object],
+    )
+    final: dict[str, Any] | None = None
     texts: list[str] = []
     try:
-        async for event in cut_off_guard(events):
-            kind = event.type
+        async for item in cut_off_guard(events):
+            event: dict[str, Any] = item if isinstance(item, dict) else {}
+            kind = event.get("type")
             if kind == "response.output_text.delta":
-                texts.append(event.delta)
+                texts.append(event["delta"])
                 if listener is not None:
-                    await listener.text(event.delta)
+                    await listener.text(event["delta"])
             elif kind == "response.created":
                 if listener is not None:
-                    await listener.started(event.response.id, background)
+                    await listener.started(event["response"]["id"], background)
             elif kind in ("response.completed", "response.incomplete", "response.failed"):
-                final = event.response
+                final = event["response"]
             elif kind == "error":
                 raise UpstreamFailure(
-                    f"The upstream reported an error mid-answer: {cut(redact(str(event.message)))}. Try the turn again."
+                    f"The upstream reported an error mid-answer: {cut(redact(str(event.get('message'))))}. "
+                    "Try the turn again."
                 )
     finally:
         with anyio.CancelScope(shield=True):  # even when cancelled: hang up, so the upstream stops generating
             await events.close()
     if final is None:
         raise UpstreamFailure("The upstream closed the stream before the answer was complete. Try the turn again.")
+    response = Response.model_construct(**final)  # as the SDK builds it: nested models, no validation
     reply = reply_of(
-        final,
+        response,
         model=payload["model"],
         background=background,
         streamed_text="".join(texts),

@@ -221,3 +221,74 @@ async def test_all_frames_are_capped_and_sampled_evenly(
     assert len(sent) == 4
     for got, want in zip(sent, expected, strict=True):
         assert all(abs(a - b) <= 8 for a, b in zip(got, want, strict=True)), (sent, expected)
+
+
+@pytest.fixture
+def jpeg_decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every JPEG decode Pillow starts in this process, by the mode it decodes to."""
+    started: list[str] = []
+    core: Any = vars(Image)["core"]  # Pillow's C module, which every decode goes through
+    real = core.jpeg_decoder
+
+    def counting(mode: str, *args: Any) -> Any:
+        started.append(mode)
+        return real(mode, *args)
+
+    monkeypatch.setattr(core, "jpeg_decoder", counting)
+    return started
+
+
+async def test_load_image_and_chat_decode_a_photo_once(
+    settings: Settings, pictures: Path, upstream: FakeUpstream, jpeg_decodes: list[str]
+) -> None:
+    path = save(pictures, "photo.jpg", encode(photo(3000, 2000), "JPEG", quality=90))
+    jpeg_decodes.clear()  # the picture made above
+    async with connect(settings) as client:
+        await call(client, "set_options", {"model": "gpt-4o", "detail": "high"})
+        await call(client, "load_image", {"source": path})
+        assert len(jpeg_decodes) == 1  # the check at load time is the preparation
+        await call(client, "chat", {"prompt": "What is this?"})
+        await call(client, "chat", {"prompt": "Look again.", "persist_context": False, "images": []})
+        # The same file loaded again (another conversation, same model) is neither checked nor prepared again.
+        await call(client, "set_options", {"conversation_id": "other", "model": "gpt-4o"})
+        await call(client, "load_image", {"source": path, "conversation_id": "other"})
+        await call(client, "chat", {"prompt": "And you?", "conversation_id": "other"})
+    assert len(jpeg_decodes) == 1
+    assert [img.size for _, img, _ in sent_images(upstream, 0)] == [(1152, 768)]
+    assert sent_images(upstream, 2)[0][2]["image_url"] == sent_images(upstream, 0)[0][2]["image_url"]
+
+
+async def test_a_change_of_model_or_detail_prepares_again_once(
+    settings: Settings, pictures: Path, upstream: FakeUpstream, jpeg_decodes: list[str]
+) -> None:
+    path = save(pictures, "photo.jpg", encode(photo(3000, 2000), "JPEG", quality=90))
+    jpeg_decodes.clear()
+    async with connect(settings) as client:
+        await call(client, "set_options", {"model": "gpt-4o", "detail": "high"})
+        [image] = (await call(client, "load_image", {"source": path}))["images"]
+        await call(client, "chat", {"prompt": "First."})
+        await call(client, "set_options", {"detail": "low"})
+        for prompt in ("Roughly?", "Again, roughly?"):
+            await call(client, "chat", {"prompt": prompt, "images": [image["image_id"]]})
+        await call(client, "set_options", {"model": "gpt-5.4", "detail": "high"})
+        for prompt in ("Closer?", "Closer still?"):
+            await call(client, "chat", {"prompt": prompt, "images": [image["image_id"]], "persist_context": False})
+    assert len(jpeg_decodes) == 3  # load (gpt-4o high), then once for low, once for gpt-5.4 high
+    sent = [img.size for body in range(len(upstream.responses_bodies())) for _, img, _ in sent_images(upstream, body)]
+    assert sent == [(1152, 768), (512, 341), (512, 341), (1920, 1280), (1920, 1280)]
+
+
+async def test_the_prepared_variant_survives_a_restart(
+    settings: Settings, pictures: Path, upstream: FakeUpstream, jpeg_decodes: list[str]
+) -> None:
+    path = save(pictures, "photo.jpg", encode(photo(3000, 2000), "JPEG", quality=90))
+    jpeg_decodes.clear()
+    async with connect(settings, store="sqlite") as client:
+        await call(client, "set_options", {"model": "gpt-4o"})
+        await call(client, "load_image", {"source": path})
+    assert len(jpeg_decodes) == 1
+    async with connect(settings, store="sqlite") as client:
+        await call(client, "chat", {"prompt": "What is this?"})
+    assert len(jpeg_decodes) == 1  # the new process found the variant the old one prepared
+    [(mime, img, _)] = sent_images(upstream)
+    assert mime == "image/jpeg" and img.size == (1152, 768)

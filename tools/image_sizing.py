@@ -220,6 +220,12 @@ def target(width: int, height: int, *, detail: Detail, model: str) -> Target:
     return Target(w, h, tokens, detail)
 
 
+def variant_key(image_id: str, width: int, height: int) -> str:
+    """Where the store caches an image prepared at `width` x `height`: one per size, whatever model or detail
+    asked for it (two models that work at the same size share it)."""
+    return f"{image_id}/{width}x{height}"
+
+
 def _fit(rule: Rule, level: Detail, width: int, height: int) -> tuple[int, int]:
     if isinstance(rule, TileRule):
         if level == "low":

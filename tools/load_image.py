@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
-from tools.deps import ConversationId, Deps, check_conversation_id, content_id_of
-from tools.models import IMAGE_SCHEME, ImageRecord
+from tools import image_sizing
+from tools.deps import ConversationId, Deps, Limits, check_conversation_id, content_id, content_id_of
+from tools.image_sizing import Target, variant_key
+from tools.models import IMAGE_SCHEME, ImageRecord, Options
 from tools.pending import check_room
 from tools.sanitize import clean_text
 from tools.source_label import source_label
 
 if TYPE_CHECKING:
     from tools import image_decode
+    from tools.imaging import Prepared
 
 Frames = Literal["first", "all"]
 
@@ -59,23 +63,87 @@ class LoadImageResult(BaseModel):
     pending_images: int = Field(description="Images now waiting to be sent with the next chat turn.")
 
 
-def _decode(data: bytes, frames: Frames, deps: Deps) -> list[tuple[image_decode.ImageInfo, bytes]]:
+@dataclass(frozen=True)
+class Loaded:
+    """One image read from a source, ready to store."""
+
+    record: ImageRecord
+    blob: bytes | None  # None: the bytes are stored already
+    variant: Prepared | None = None  # prepared for the conversation's model and detail while it was checked
+
+
+@dataclass(frozen=True)
+class _Checked:
+    image_id: str
+    info: image_decode.ImageInfo
+    blob: bytes
+    variant: Prepared | None
+
+
+Sizing = Callable[[int, int], Target | None]
+
+
+def sizing_for(options: Options | None) -> Sizing:
+    """The size to prepare an image at for `options`' model and detail; None when there is nothing to prepare
+    for (no conversation yet, or a detail the model refuses: chat says what to change)."""
+
+    def size(width: int, height: int) -> Target | None:
+        if options is None:
+            return None
+        try:
+            return image_sizing.target(width, height, detail=options.detail, model=options.model)
+        except image_sizing.DetailNotSupported:
+            return None
+
+    return size
+
+
+def _decode(data: bytes, image_id: str, frames: Frames, limits: Limits, sizing: Sizing) -> list[_Checked]:
     from tools import image_decode, imaging  # Pillow is imported on first use, not at start-up
 
-    limits = deps.limits
     info = image_decode.inspect_image(data, max_pixels=limits.max_pixels, max_frames=limits.max_frames)
-    blobs = imaging.load_frames(data, mode=frames, max_frames=limits.max_frames, max_pixels=limits.max_pixels)
-    if frames == "first":
-        # The first frame stands for the whole animation: report how many frames the source had.
-        if blobs[0] is not data:
-            still = image_decode.inspect_image(blobs[0], max_pixels=limits.max_pixels, max_frames=1)
-            info = replace(still, frames=info.frames)
-        return [(info, blobs[0])]
-    return [(image_decode.inspect_image(blob, max_pixels=limits.max_pixels, max_frames=1), blob) for blob in blobs]
+    if info.frames == 1:
+        target = sizing(info.width, info.height)
+        if target is None:
+            image_decode.decode_check(data, max_pixels=limits.max_pixels)
+            return [_Checked(image_id, info, data, None)]
+        # One decode is both the check (every byte is entropy-decoded, so a truncated file fails here) and the
+        # preparation for the model: chat finds the variant and never decodes the original.
+        return [_Checked(image_id, info, data, imaging.prepare(data, target=target, max_pixels=limits.max_pixels))]
+    out = []
+    for blob in imaging.load_frames(data, mode=frames, max_frames=limits.max_frames, max_pixels=limits.max_pixels):
+        still = image_decode.inspect_image(blob, max_pixels=limits.max_pixels, max_frames=1)
+        if frames == "first":  # the first frame stands for the whole animation: report its frame count
+            still = replace(still, frames=info.frames)
+        target = sizing(still.width, still.height)
+        variant = None if target is None else imaging.prepare(blob, target=target, max_pixels=limits.max_pixels)
+        out.append(_Checked(content_id("img", blob), still, blob, variant))
+    return out
+
+
+async def _known(deps: Deps, record: ImageRecord, data: bytes, sizing: Sizing) -> Loaded:
+    """An image stored before (so checked before): only a variant for a new model or detail is prepared."""
+    target = sizing(record.width, record.height)
+    if target is None or await deps.store.get_variant(variant_key(record.image_id, *target.size)) is not None:
+        return Loaded(record, None)
+    from tools import image_decode, imaging
+
+    try:
+        variant = await deps.image_work(
+            data, functools.partial(imaging.prepare, data, target=target, max_pixels=deps.limits.max_pixels)
+        )
+    except image_decode.ImageRejected:
+        return Loaded(record, None)  # stored under older rules: chat reports it when it is sent
+    return Loaded(record, None, variant)
 
 
 async def read_images(deps: Deps, source: str, frames: Frames) -> list[tuple[ImageRecord, bytes | None]]:
-    """One source as stored records; bytes are None for an `image://` id that is already stored."""
+    """One source as stored records; bytes are None for an image that is already stored."""
+    return [(item.record, item.blob) for item in await read_loaded(deps, source, frames, sizing_for(None))]
+
+
+async def read_loaded(deps: Deps, source: str, frames: Frames, sizing: Sizing) -> list[Loaded]:
+    """One source as images to store, each checked and prepared at `sizing` in one decode."""
     if source.startswith(IMAGE_SCHEME):
         image_id = source[len(IMAGE_SCHEME) :]
         record = await deps.store.get_image_record(image_id)
@@ -84,28 +152,50 @@ async def read_images(deps: Deps, source: str, frames: Frames) -> list[tuple[Ima
                 f"No image with id {image_id!r} is loaded. Call load_image with a path or URL first; "
                 "its result gives the image_id."
             )
-        return [(record, None)]
+        return [Loaded(record, None)]
     read = await deps.reader.read(source, max_bytes=deps.limits.max_image_bytes, kind="image")
+    image_id = await content_id_of("img", read.data)  # off the event loop for large data, like the decode
+    known = await deps.store.get_image_record(image_id)
+    if known is not None:
+        return [await _known(deps, known, read.data, sizing)]
     from tools import image_decode
 
     try:
-        decoded = await deps.image_work(read.data, functools.partial(_decode, read.data, frames, deps))
+        checked = await deps.image_work(
+            read.data, functools.partial(_decode, read.data, image_id, frames, deps.limits, sizing)
+        )
     except image_decode.ImageRejected as exc:
         raise ToolError(f"Could not load {source_label(source)}: {exc}") from None
-    records: list[tuple[ImageRecord, bytes | None]] = []
-    for info, blob in decoded:
-        record = ImageRecord(
-            image_id=await content_id_of("img", blob),
-            width=info.width,
-            height=info.height,
-            format=info.format,
-            mime=info.mime,
-            frames=info.frames,
-            bytes=len(blob),
-            name=clean_text(read.name) or "unnamed",  # shown back in previews: no hidden characters
+    name = clean_text(read.name) or "unnamed"  # shown back in previews: no hidden characters
+    return [
+        Loaded(
+            ImageRecord(
+                image_id=item.image_id,
+                width=item.info.width,
+                height=item.info.height,
+                format=item.info.format,
+                mime=item.info.mime,
+                frames=item.info.frames,
+                bytes=len(item.blob),
+                name=name,
+            ),
+            item.blob,
+            item.variant,
         )
-        records.append((record, blob))
-    return records
+        for item in checked
+    ]
+
+
+async def store_loaded(deps: Deps, loaded: list[Loaded]) -> None:
+    """The originals, then the variants prepared from them (so a variant never outlives a missing original)."""
+    for item in loaded:
+        if item.blob is not None:
+            await deps.store.put_image(item.record, item.blob)
+        if item.variant is not None:
+            variant = item.variant
+            await deps.store.put_variant(
+                variant_key(item.record.image_id, variant.width, variant.height), variant.mime, variant.data
+            )
 
 
 async def load_image(
@@ -115,19 +205,22 @@ async def load_image(
     if not sources:
         raise ToolError("source is empty: give a path, a file:// or data: URL, or image://<id>.")
     check_conversation_id(conversation_id)
+    if not all(isinstance(item, str) and item.strip() for item in sources):
+        raise ToolError("Every source must be a non-empty string.")
+    # Images are prepared for the conversation's model and detail as they are checked, in the same decode.
+    sizing = sizing_for(None)
+    if any(not item.strip().startswith(IMAGE_SCHEME) for item in sources):
+        sizing = sizing_for((await deps.conversation(conversation_id, with_turns=False)).options)
     # Read every source before storing anything, so one bad source leaves the conversation as it was.
-    loaded: list[tuple[ImageRecord, bytes | None]] = []
+    loaded: list[Loaded] = []
     for item in sources:
-        if not isinstance(item, str) or not item.strip():
-            raise ToolError("Every source must be a non-empty string.")
-        loaded.extend(await read_images(deps, item.strip(), frames))
-    for record, blob in loaded:
-        if blob is not None:
-            await deps.store.put_image(record, blob)
+        loaded.extend(await read_loaded(deps, item.strip(), frames, sizing))
+    await store_loaded(deps, loaded)
+    records = [item.record for item in loaded]
     async with deps.store.lock(conversation_id):
         conversation = await deps.conversation(conversation_id, with_turns=False)
-        check_room(conversation, [record.image_id for record, _ in loaded], deps.limits.max_images_per_turn)
-        for record, _ in loaded:
+        check_room(conversation, [record.image_id for record in records], deps.limits.max_images_per_turn)
+        for record in records:
             if record.image_id not in conversation.pending_images:
                 conversation.pending_images.append(record.image_id)
             conversation.names.setdefault(record.image_id, record.name)
@@ -145,7 +238,7 @@ async def load_image(
                 bytes=record.bytes,
                 resource_uri=f"{IMAGE_SCHEME}{record.image_id}",
             )
-            for record, _ in loaded
+            for record in records
         ],
         pending_images=len(conversation.pending_images),
     )

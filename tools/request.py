@@ -44,28 +44,33 @@ def text_tokens(text: str) -> int:
     return math.ceil(len(text) / 4)
 
 
+def _missing(image_id: str) -> ToolError:
+    return ToolError(f"No image with id {image_id!r} is loaded. Call load_image first; its result gives the image_id.")
+
+
 async def prepared_image(deps: Deps, image_id: str, options: Options) -> ImagePart:
-    """The image as the model will see it, prepared once per (image, size) and cached in the store."""
-    found = await deps.store.get_image(image_id)
-    if found is None:
-        raise ToolError(
-            f"No image with id {image_id!r} is loaded. Call load_image first; its result gives the image_id."
-        )
-    record, data = found
+    """The image as the model will see it: the variant load_image prepared (or an earlier turn cached) when
+    there is one for this size; otherwise prepared once from the original, which is read only then."""
+    record = await deps.store.get_image_record(image_id)
+    if record is None:
+        raise _missing(image_id)
     try:
         target = image_sizing.target(record.width, record.height, detail=options.detail, model=options.model)
     except image_sizing.DetailNotSupported as exc:
         raise ToolError(f"{exc} Change it with set_options(detail=...).") from None
-    key = f"{image_id}/{target.width}x{target.height}"
+    key = image_sizing.variant_key(image_id, *target.size)
     cached = await deps.store.get_variant(key)
     if cached is not None:
         mime, blob = cached
         return ImagePart(image_id, mime, blob, target.detail, target.width, target.height, target.tokens)
+    found = await deps.store.get_image(image_id)
+    if found is None:
+        raise _missing(image_id)
     from tools import imaging  # Pillow is imported on first use, not at start-up
 
     prepared = await deps.image_work(
-        data,
-        functools.partial(imaging.prepare, data, target=target, max_pixels=deps.limits.max_pixels),
+        found[1],
+        functools.partial(imaging.prepare, found[1], target=target, max_pixels=deps.limits.max_pixels),
         image_id=image_id,
     )
     await deps.store.put_variant(key, prepared.mime, prepared.data)

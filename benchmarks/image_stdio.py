@@ -1,0 +1,124 @@
+"""`load_image` + `chat` of one photo over stdio, as an agent would call them, against the fake upstream.
+
+The server runs as `python -m server` (a subprocess speaking stdio), the fake OpenAI server in a process of
+its own answering at once, so what is timed is the server's own work: reading the file, checking and preparing
+the image, storing it, building and streaming the request. Every repetition loads a file the server has not
+seen (the photo with its own JPEG comment), so nothing is found already prepared.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from mcp import Client, StdioServerParameters
+
+from benchmarks._common import REPO, upstream_process
+
+
+def distinct(data: bytes, n: int) -> bytes:
+    """The JPEG with a comment segment naming `n`: other bytes (another content id), the same pixels."""
+    text = f"benchmark copy {n}".encode()
+    return data[:2] + b"\xff\xfe" + struct.pack(">H", len(text) + 2) + text + data[2:]
+
+
+def server_params(folder: Path, base_url: str, store: str) -> StdioServerParameters:
+    return StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "server"],
+        cwd=str(REPO),
+        env={
+            "OPENAI_API_KEY": "sk-benchmark-not-a-key",
+            "OPENAI_BASE_URL": base_url,
+            "IMAGECHAT_STORE": store,
+            "IMAGECHAT_STATE_DIR": str(folder / f"state-{store}"),
+            "IMAGECHAT_ALLOWED_DIRS": str(folder),
+        },
+    )
+
+
+async def _call(client: Client, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    result = await client.call_tool(name, arguments)
+    if result.is_error or result.structured_content is None:
+        text = " ".join(getattr(block, "text", "") for block in result.content)
+        raise RuntimeError(f"{name} failed: {text}")
+    content: dict[str, Any] = result.structured_content
+    return content
+
+
+class Session:
+    """One stdio server; `run` times load_image + chat of a new copy of the photo in a new conversation."""
+
+    def __init__(self, client: Client, folder: Path, data: bytes, model: str, detail: str, store: str) -> None:
+        self.client, self.folder, self.data = client, folder, data
+        self.model, self.detail, self.store = model, detail, store
+        self.count = 0
+
+    async def run(self) -> float:
+        self.count += 1
+        conversation = f"bench-{self.count}"
+        path = self.folder / f"photo-{self.store}-{self.count}.jpg"
+        path.write_bytes(distinct(self.data, self.count))
+        await _call(
+            self.client, "set_options", {"conversation_id": conversation, "model": self.model, "detail": self.detail}
+        )
+        start = time.perf_counter()
+        await _call(self.client, "load_image", {"source": str(path), "conversation_id": conversation})
+        reply = await _call(self.client, "chat", {"prompt": "Describe it.", "conversation_id": conversation})
+        elapsed = time.perf_counter() - start
+        assert reply["status"] == "completed", reply
+        path.unlink()
+        return elapsed
+
+
+@asynccontextmanager
+async def session(
+    folder: Path, base_url: str, store: str, data: bytes, *, model: str, detail: str
+) -> AsyncIterator[Session]:
+    async with Client(server_params(folder, base_url, store), mode="legacy") as client:
+        started = Session(client, folder, data, model, detail, store)
+        await started.run()  # unmeasured: the first image imports Pillow, the first chat the OpenAI SDK
+        yield started
+
+
+STORES = ("sqlite", "memory")
+
+
+def _wall(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+async def end_to_end(
+    data: bytes, *, model: str, detail: str, repeat: int, others: dict[str, Callable[[], object]]
+) -> dict[str, list[float]]:
+    """Wall seconds per repetition of load_image + chat over stdio (per store), interleaved with `others`
+    (in-process jobs on the same photo: ComfyUI's method, the floors), so load on the machine hits all alike."""
+    times: dict[str, list[float]] = {name: [] for name in others}
+    report: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp, upstream_process(0, 0.0, report) as base_url:
+        folder = Path(tmp)
+        async with AsyncExitStack() as stack:
+            sessions = {
+                store: await stack.enter_async_context(
+                    session(folder, base_url, store, data, model=model, detail=detail)
+                )
+                for store in STORES
+            }
+            for store in STORES:
+                times[f"imagechat, {store} store"] = []
+            for _ in range(repeat):
+                for name, fn in others.items():
+                    times[name].append(_wall(fn))
+                for store, started in sessions.items():
+                    times[f"imagechat, {store} store"].append(await started.run())
+    sent = report.get("images", [])
+    assert len(sent) == (repeat + 1) * len(STORES) and set(sent) == {1}, report  # every chat sent its image
+    return times
