@@ -105,8 +105,14 @@ async def test_by_default_prune_keeps_every_conversation_and_its_images(
         await call(client, "load_image", {"source": str(pictures / "red.png"), "conversation_id": "a"})
         await call(client, "attach_file", {"source": str(pictures / "notes.txt"), "conversation_id": "b"})
     age_everything(settings.state_dir, keep="")
+    # load_image prepared a variant; variants are a cache with a default age limit of their own (30 days), so the
+    # one here is kept recent: this test is about what the defaults never remove.
+    db = sqlite3.connect(settings.state_dir / "imagechat.sqlite3")
+    db.execute("UPDATE variants SET created_at = ?", (time.time(),))
+    db.commit()
+    db.close()
     before = stored(settings.state_dir)
-    assert prune(settings.state_dir).startswith("Removed 0 conversations, 0 images, 0 files")
+    assert prune(settings.state_dir).startswith("Removed 0 conversations, 0 images, 0 files, 0 prepared variants")
     assert stored(settings.state_dir) == before
 
 
