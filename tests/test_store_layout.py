@@ -89,7 +89,10 @@ async def test_bytes_live_in_the_blob_folder_and_records_in_the_database(
         await call(client, "attach_file", {"source": str(pictures / "notes.txt")})
     assert settings.state_dir is not None
     stored = sorted(p.read_bytes() for p in (settings.state_dir / "blobs").glob("??/*"))
-    assert stored == sorted([(pictures / "red.png").read_bytes(), (pictures / "notes.txt").read_bytes()])
+    # The original image and document, and the variant load_image prepared for the conversation's model.
+    originals = [(pictures / "red.png").read_bytes(), (pictures / "notes.txt").read_bytes()]
+    assert all(original in stored for original in originals) and len(stored) == 3
+    assert [blob[:3] for blob in stored if blob not in originals] == [b"\xff\xd8\xff"]  # the JPEG variant
     assert not list((settings.state_dir / "blobs" / "tmp").iterdir())
     db = sqlite3.connect(settings.state_dir / "imagechat.sqlite3")
     largest = db.execute("SELECT max(length(meta)) FROM images").fetchone()[0]

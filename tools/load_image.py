@@ -157,6 +157,8 @@ async def read_loaded(deps: Deps, source: str, frames: Frames, sizing: Sizing) -
     image_id = await content_id_of("img", read.data)  # off the event loop for large data, like the decode
     known = await deps.store.get_image_record(image_id)
     if known is not None:
+        # The same bytes again, perhaps under another name: the conversation keeps the name it was loaded under.
+        known = known.model_copy(update={"name": clean_text(read.name) or "unnamed"})
         return [await _known(deps, known, read.data, sizing)]
     from tools import image_decode
 
