@@ -134,6 +134,15 @@ SPECS: tuple[Spec, ...] = (
         "auto",
         choices=("auto", "always", "never"),
     ),
+    Spec(
+        "context",
+        "How a conversation continues upstream: chain (only the new turn, with previous_response_id: the upstream "
+        "keeps earlier responses), replay (the recorded turns are sent again each turn), or auto (chain on "
+        "OpenAI's API and on upstreams that hand a stored response back by id; replay elsewhere, such as "
+        "gateways that accept previous_response_id and drop it).",
+        "auto",
+        choices=("auto", "chain", "replay"),
+    ),
     Spec("timeout", "Upstream request timeout, in seconds.", 600.0, float),
     Spec("max_retries", "Upstream retries on 408/409/429/5xx and connection errors.", 2, int),
     Spec(
@@ -174,6 +183,7 @@ class Settings:
     max_prompt_chars: int = DEFAULTS["max_prompt_chars"]
     wait_seconds: float = DEFAULTS["wait_seconds"]
     background: str = DEFAULTS["background"]
+    context: str = DEFAULTS["context"]
     timeout: float = DEFAULTS["timeout"]
     max_retries: int = DEFAULTS["max_retries"]
     log_level: str = DEFAULTS["log_level"]

@@ -42,8 +42,14 @@ NO_KEY = (
     "works without one."
 )
 OPENAI_URL = "https://api.openai.com/v1"
+CHAIN_CHECKED = (
+    "Sent chained only if the upstream hands the previous response back by id when asked (IMAGECHAT_CONTEXT=auto); "
+    "otherwise the earlier turns are sent again with this one."
+)
 # Models that routinely think for minutes: worth background mode, so a restart or a dropped stream loses nothing.
 SLOW_MODELS = ("o1-pro", "o3-pro", "gpt-5-pro", "deep-research")
+# The states of a response a later turn can continue from.
+KEPT = ("completed", "incomplete")
 
 
 class OpenAIUpstream:
@@ -133,14 +139,45 @@ class OpenAIUpstream:
         if self._api is None:
             rendered["note"] = "IMAGECHAT_API=auto: Chat Completions is used instead if the upstream lacks Responses."
         notes = self.notes(request)
+        if request.previous_response_id and not (self.settings.context == "chain" or self.openai_host):
+            notes = [*notes, CHAIN_CHECKED if self.settings.context == "auto" else self.replay_note()]
         if notes:
             rendered["notes"] = notes
         return rendered
+
+    async def keeps(self, response_id: str) -> bool:
+        """Whether a turn chained to `response_id` will reach the model with the earlier turns (IMAGECHAT_CONTEXT).
+
+        OpenAI's API keeps stored responses. Elsewhere, under `auto`, chaining is trusted only when the upstream
+        hands the response back by id: a gateway that converts the Responses API to Chat Completions accepts
+        previous_response_id and drops it, so the model would get the new prompt alone."""
+        if self.settings.context != "auto":
+            return self.settings.context == "chain"
+        if self.openai_host:
+            return True
+        client = self.client()
+        try:
+            with anyio.fail_after(min(self.settings.timeout, 30)):
+                found = await client.responses.retrieve(response_id)
+        except Exception as exc:  # not served, not found, not JSON: not kept, as far as this server can tell
+            log.info("%s does not hand back %s (%s): replaying", self.shown_url, response_id, type(exc).__name__)
+            return False
+        return getattr(found, "id", None) == response_id and getattr(found, "status", None) in KEPT
+
+    def replay_note(self) -> str:
+        if self.settings.context == "replay":
+            return "IMAGECHAT_CONTEXT=replay: the earlier turns were sent again with this one."
+        return (
+            f"The upstream at {self.shown_url} does not hand back earlier responses by id, so it may not keep them: "
+            "the earlier turns were sent again with this one (set IMAGECHAT_CONTEXT=chain if it does keep them)."
+        )
 
     async def send(self, request: ChatRequest, listener: Listener | None = None) -> ChatReply:
         if self.api == "chat" and request.previous_response_id:
             # Chat Completions keeps nothing upstream: the recorded turns must be replayed.
             raise ContextLost("Chat Completions has no stored responses")
+        if request.previous_response_id and not await self.keeps(request.previous_response_id):
+            raise ContextLost("the upstream is not trusted to keep responses", note=self.replay_note())
         payload = self.payload(request)
         client = self.client()
         try:

@@ -85,6 +85,7 @@ class Reply:
     usage: dict[str, int] | None = None  # input_tokens, output_tokens, total_tokens, cached/reasoning_tokens
     parts: list[str] | None = None
     drop_after: int | None = None  # close the connection abruptly after this many deltas
+    created_delay: float = 0.0  # seconds before response.created is streamed (the upstream queueing the request)
 
     @property
     def texts(self) -> list[str]:
@@ -336,7 +337,12 @@ class FakeUpstream:
         models: Sequence[str] = ("gpt-4.1-mini", "gpt-4o", "o3", "gpt-5"),
         api_key: str | None = None,
         chat_files: bool = True,
+        keeps_responses: bool = True,
     ) -> None:
+        # False: a gateway that converts the Responses API to Chat Completions (LiteLLM's routes for most
+        # providers): it accepts previous_response_id and ignores it, keeps nothing, and cannot hand a
+        # response back by id.
+        self.keeps_responses = keeps_responses
         self.serve_responses = serve_responses
         # Whether the Chat Completions route takes `file` parts (OpenAI's and LiteLLM's do; many local servers not).
         self.chat_files = chat_files
@@ -658,7 +664,7 @@ class FakeUpstream:
         self._known_model(body.get("model"), 400)
         store = body.get("store") is not False
         background = bool(body.get("background"))
-        previous = body.get("previous_response_id")
+        previous = body.get("previous_response_id") if self.keeps_responses else None
         if previous is not None:
             with self._lock:
                 found = previous in self._stored
@@ -674,7 +680,7 @@ class FakeUpstream:
         reply = self._next_reply()
         rid, item_id, created_at = _new_id("resp_"), _new_id("msg_"), int(time.time())
         final = self._final_response(body, reply, rid=rid, item_id=item_id, created_at=created_at)
-        if store:
+        if store and self.keeps_responses:
             entry = _Stored(final=final, background=background, started=time.monotonic(), delay=reply.delay)
             with self._lock:
                 self._stored[rid] = entry
@@ -763,6 +769,7 @@ class FakeUpstream:
 
         # A background response is announced (queued) at once and then works for its delay, as OpenAI does:
         # the client learns the id it can retrieve later before any output exists.
+        self._pause(reply.created_delay)
         emit({"type": "response.created", "response": self._snapshot(final, "queued" if background else "in_progress")})
         if background:
             self._pause(reply.delay)

@@ -45,6 +45,9 @@ class TurnPlan:
     previous_response_id: str | None  # continue the upstream's stored response instead of replaying history
     takes_pending: tuple[bool, bool]  # whether its images / files are the pending attachments (used up by it)
     notes: list[str] = field(default_factory=list)
+    # Whether the upstream is asked to keep the response, so a later turn can continue from it by id: a
+    # stand-alone turn (persist_context=False) is not.
+    store: bool = True
 
     @property
     def replayed_history(self) -> list[Turn]:
@@ -87,6 +90,7 @@ def plan_turn(conversation: Conversation, call: ChatCall, *, max_images: int) ->
         previous_response_id=chain_from(history),
         takes_pending=(call.images is None, call.files is None),
         notes=notes,
+        store=call.persist_context,
     )
 
 
