@@ -3,6 +3,7 @@ answer's id kept the moment it arrives (issue 11, points 1, 2 and 3)."""
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Iterator
@@ -12,11 +13,13 @@ from typing import Any
 
 import anyio
 import pytest
+from PIL import Image
 
 from server.settings import Settings
+from tests import images
 from tests.conftest import connect
 from tests.fake_upstream import FakeUpstream, Reply
-from tests.helpers import call, fails, user_content
+from tests.helpers import call, decoded_image, fails, user_content
 
 
 @pytest.fixture
@@ -183,3 +186,26 @@ async def test_a_background_answer_announced_before_its_id_arrived_survives_a_re
     assert turn["status"] == "completed" and turn["text"] == "Proven at last."
     retrieved = f"/v1/responses/{recorded['response_id']}"
     assert any(r.method == "GET" and r.path == retrieved for r in upstream.requests)
+
+
+async def test_a_local_model_gets_a_large_photo_at_2048_px_and_is_told_so(
+    settings: Settings, pictures: Path, upstream: FakeUpstream, mode: str
+) -> None:
+    upstream.models.append("my-local-vlm")
+    (pictures / "photo.jpg").write_bytes(images.jpeg(4000, 3000))
+    async with connect(settings, mode, api="chat") as client:
+        await call(client, "set_options", {"model": "my-local-vlm"})
+        await call(client, "load_image", {"source": str(pictures / "photo.jpg")})
+        first = await call(client, "chat", {"prompt": "What is it?"})
+        await call(client, "load_image", {"source": str(pictures / "photo.jpg")})
+        second = await call(client, "chat", {"prompt": "And now?"})
+        await call(client, "set_options", {"detail": "original"})
+        await call(client, "load_image", {"source": str(pictures / "photo.jpg")})
+        await call(client, "chat", {"prompt": "In full?"})
+    sizes = []
+    for body in upstream.chat_bodies():
+        part = body["messages"][-1]["content"][1]["image_url"]
+        sizes.append(Image.open(io.BytesIO(decoded_image({"image_url": part["url"]})[1])).size)
+    assert sizes == [(2048, 1536), (2048, 1536), (4000, 3000)]
+    assert any("at most 2048 px a side" in note and "detail='original'" in note for note in first["notes"])
+    assert not second["notes"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 
 from mcp.server.mcpserver.exceptions import ToolError
 
-from tools import model_rules
+from tools import image_sizing, model_rules
 from tools.load_image import IMAGE_SCHEME
 from tools.models import Conversation, Options, Turn
 
@@ -89,9 +89,21 @@ def plan_turn(conversation: Conversation, call: ChatCall, *, max_images: int) ->
         history=history,
         previous_response_id=chain_from(history),
         takes_pending=(call.images is None, call.files is None),
-        notes=notes,
+        notes=notes + sizing_note(conversation, options, images),
         store=call.persist_context,
     )
+
+
+def sizing_note(conversation: Conversation, options: Options, images: list[str]) -> list[str]:
+    """The first turn with images on a model the sizing rules do not know says how big its images go out."""
+    if conversation.turns or not images or image_sizing.model_family(options.model) != "unknown":
+        return []
+    if options.detail != "auto":
+        return []
+    return [
+        f"{options.model} is not a model imagechat knows (a local or a new one), so at detail 'auto' images go "
+        "at most 2048 px a side; set_options(detail='original') sends them up to about 30 megapixels."
+    ]
 
 
 def turn_options(options: Options, model: str | None) -> tuple[Options, list[str]]:
