@@ -159,9 +159,13 @@ class OpenAIUpstream:
         try:
             with anyio.fail_after(min(self.settings.timeout, 30)):
                 found = await client.responses.retrieve(response_id)
-        except Exception as exc:  # not served, not found, not JSON: not kept, as far as this server can tell
-            log.info("%s does not hand back %s (%s): replaying", self.shown_url, response_id, type(exc).__name__)
-            return False
+        except Exception as exc:
+            # A 404 comes from an upstream that keeps responses and has lost this one: chaining fails there with
+            # "previous response not found" and the turn is replayed, as on OpenAI. Any other failure (a gateway
+            # that cannot hand responses back, an answer that is not JSON) means it is not trusted to keep them.
+            lost = getattr(exc, "status_code", None) == 404
+            log.info("%s did not hand back %s (%s)", self.shown_url, response_id, type(exc).__name__)
+            return lost
         return getattr(found, "id", None) == response_id and getattr(found, "status", None) in KEPT
 
     def replay_note(self) -> str:

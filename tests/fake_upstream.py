@@ -340,8 +340,8 @@ class FakeUpstream:
         keeps_responses: bool = True,
     ) -> None:
         # False: a gateway that converts the Responses API to Chat Completions (LiteLLM's routes for most
-        # providers): it accepts previous_response_id and ignores it, keeps nothing, and cannot hand a
-        # response back by id.
+        # providers): it accepts previous_response_id and ignores it, keeps nothing, and answers a request for
+        # a response by id with an error (not a 404).
         self.keeps_responses = keeps_responses
         self.serve_responses = serve_responses
         # Whether the Chat Completions route takes `file` parts (OpenAI's and LiteLLM's do; many local servers not).
@@ -569,6 +569,9 @@ class FakeUpstream:
         self._check_auth(h)
         self._take_failure(path)
 
+        if is_responses and method != "POST" and not self.keeps_responses:
+            # LiteLLM cannot decode a converted route's response id into a provider that stores responses.
+            raise _api_error(400, "GET/DELETE/cancel responses is not supported for this provider.")
         if method == "GET" and path == "/v1/models":
             self._send_json(h, {"object": "list", "data": [self._model_json(m) for m in self.models]})
         elif method == "GET" and path.startswith("/v1/models/"):
