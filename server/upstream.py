@@ -145,28 +145,33 @@ class OpenAIUpstream:
             rendered["notes"] = notes
         return rendered
 
-    async def keeps(self, response_id: str) -> bool:
-        """Whether a turn chained to `response_id` will reach the model with the earlier turns (IMAGECHAT_CONTEXT).
+    async def keeps(self, request: ChatRequest) -> bool:
+        """Whether the turn, chained to its previous response, will reach the model with the earlier turns
+        (IMAGECHAT_CONTEXT).
 
         OpenAI's API keeps stored responses. Elsewhere, under `auto`, chaining is trusted only when the upstream
         hands the response back by id: a gateway that converts the Responses API to Chat Completions accepts
         previous_response_id and drops it, so the model would get the new prompt alone."""
         if self.settings.context != "auto":
             return self.settings.context == "chain"
-        if self.openai_host:
+        if self.openai_host or not request.previous_response_id:
             return True
+        from openai import APIConnectionError
+
         client = self.client()
         try:
-            with anyio.fail_after(min(self.settings.timeout, 30)):
-                found = await client.responses.retrieve(response_id)
+            found = await client.responses.retrieve(request.previous_response_id)
         except Exception as exc:
+            status = getattr(exc, "status_code", None)
+            if status in (401, 403, 429) or isinstance(exc, APIConnectionError):
+                # What would fail the turn itself (a key, a rate limit, no connection) fails it here, as it would.
+                raise UpstreamFailure(await self._explain(exc, request)) from None
             # A 404 comes from an upstream that keeps responses and has lost this one: chaining fails there with
             # "previous response not found" and the turn is replayed, as on OpenAI. Any other failure (a gateway
-            # that cannot hand responses back, an answer that is not JSON) means it is not trusted to keep them.
-            lost = getattr(exc, "status_code", None) == 404
-            log.info("%s did not hand back %s (%s)", self.shown_url, response_id, type(exc).__name__)
-            return lost
-        return getattr(found, "id", None) == response_id and getattr(found, "status", None) in KEPT
+            # that cannot hand responses back, an answer that is not a response) means it does not keep them.
+            log.info("%s did not hand back the previous response (%s)", self.shown_url, type(exc).__name__)
+            return status == 404
+        return getattr(found, "id", None) == request.previous_response_id and getattr(found, "status", None) in KEPT
 
     def replay_note(self) -> str:
         if self.settings.context == "replay":
@@ -180,7 +185,7 @@ class OpenAIUpstream:
         if self.api == "chat" and request.previous_response_id:
             # Chat Completions keeps nothing upstream: the recorded turns must be replayed.
             raise ContextLost("Chat Completions has no stored responses")
-        if request.previous_response_id and not await self.keeps(request.previous_response_id):
+        if request.previous_response_id and not await self.keeps(request):
             raise ContextLost("the upstream is not trusted to keep responses", note=self.replay_note())
         payload = self.payload(request)
         client = self.client()

@@ -30,6 +30,9 @@ class ChatCall:
     persist_context: bool = True
     starting_point: StartingPoint = None
     model: str | None = None
+    # Whether the upstream keeps the response (None: a turn that continues the conversation is kept, a
+    # stand-alone one is not). ComfyUI's chat node always asks for it, so a workflow's turns say True.
+    store: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,7 @@ def plan_turn(conversation: Conversation, call: ChatCall, *, max_images: int) ->
         previous_response_id=chain_from(history),
         takes_pending=(call.images is None, call.files is None),
         notes=notes + sizing_note(conversation, options, images),
-        store=call.persist_context,
+        store=call.persist_context if call.store is None else call.store,
     )
 
 
