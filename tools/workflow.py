@@ -6,7 +6,8 @@ validators) and every input file is read and stored (a missing file fails the ru
 the nodes run in order through the runner table: LoadImage and OpenAIInputFiles give the stored ids, batches
 concatenate them, OpenAIChatConfig gives options, each OpenAIChatNode is `set_options` plus `chat` in its own
 conversation `workflow:<name>:node<id>` (so persist_context continues that node's conversation from run to
-run), and each PreviewAny is `preview` of what it is connected to.
+run), and each PreviewAny is `preview` of what it is connected to. As ComfyUI's cache, a run whose nodes and
+input files did not change since the last run of the same name is answered from that run (`fresh` asks again).
 """
 
 from __future__ import annotations
