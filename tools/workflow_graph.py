@@ -4,7 +4,8 @@ Pure logic, no I/O. ComfyUI saves a workflow in the UI format (`nodes` and `link
 by position) and queues it in the API format (`{"<id>": {"class_type", "inputs"}}`); the frontend turns the
 first into the second by dropping muted nodes, routing around bypassed ones and forgetting notes. `parse`
 does the same, so a file behaves here as it does in ComfyUI, then orders the nodes that feed a PreviewAny
-(its output node; a chat node whose answer reaches none does not run, as in ComfyUI). Every problem is gathered and refused at once, naming the node, before anything is sent upstream.
+(its output node; a chat node whose answer reaches none does not run, as in ComfyUI). Every problem is gathered
+and refused at once, naming the node, before anything is sent upstream.
 """
 
 from __future__ import annotations
