@@ -163,7 +163,7 @@ async def test_a_background_answer_announced_before_its_id_arrived_survives_a_re
     # The order that lost it: the caller's wait runs out and the turn is announced "running"; only then does
     # response.created name the response; then the process stops while the model still works.
     upstream.models.append("o1-pro")
-    upstream.add_reply(Reply(text="Proven at last.", created_delay=0.6, delay=1.0))
+    upstream.add_reply(Reply(text="Proven at last.", created_delay=0.6, delay=2.0))
     sqlite = {"store": "sqlite", "background": "always"}
     async with connect(settings, mode, **sqlite) as client:
         await call(client, "set_options", {"model": "o1-pro"})
@@ -181,7 +181,7 @@ async def test_a_background_answer_announced_before_its_id_arrived_survives_a_re
     async with connect(settings, mode, **sqlite) as client:
         turn = await call(client, "chat", {"prompt": "", "turn": 1, "wait_seconds": 10})
         if turn["status"] == "running":  # the model is still at it: fetch again once it is done
-            await anyio.sleep(1.2)
+            await anyio.sleep(2.2)
             turn = await call(client, "chat", {"prompt": "", "turn": 1})
     assert turn["status"] == "completed" and turn["text"] == "Proven at last."
     retrieved = f"/v1/responses/{recorded['response_id']}"
@@ -209,3 +209,13 @@ async def test_a_local_model_gets_a_large_photo_at_2048_px_and_is_told_so(
     assert sizes == [(2048, 1536), (2048, 1536), (4000, 3000)]
     assert any("at most 2048 px a side" in note and "detail='original'" in note for note in first["notes"])
     assert not second["notes"]
+
+
+async def test_a_dry_run_on_a_gateway_says_the_chain_is_checked_first(
+    settings: Settings, pictures: Path, gateway: FakeUpstream, mode: str
+) -> None:
+    async with connect(settings, mode, base_url=gateway.base_url) as client:
+        await call(client, "chat", {"prompt": "First"})
+        dry = await call(client, "chat", {"prompt": "Second", "dry_run": True})
+    assert dry["request"]["body"]["previous_response_id"]
+    assert any("hands the previous response back by id" in note for note in dry["request"]["notes"])
