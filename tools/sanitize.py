@@ -132,7 +132,8 @@ def removed_note(text: str, what: str = "the prompt") -> str | None:
         return None
     listed = [f"{label} x{count}" if count > 1 else label for label, count in list(found.items())[:8]]
     more = f" and {len(found) - 8} more kinds" if len(found) > 8 else ""
+    total = sum(found.values())
+    counted = "1 hidden character was" if total == 1 else f"{total} hidden characters were"
     return (
-        f"{sum(found.values())} hidden characters were removed from {what} before it was sent (ComfyUI sends "
-        f"prompts verbatim): {', '.join(listed)}{more}."
+        f"{counted} removed from {what} before it was sent (ComfyUI sends prompts verbatim): {', '.join(listed)}{more}."
     )
