@@ -175,6 +175,15 @@ SPECS: tuple[Spec, ...] = (
         1024.0,
         float,
     ),
+    Spec(
+        "context",
+        "How a conversation continues upstream: chain (only the new turn, with previous_response_id: the upstream "
+        "keeps earlier responses), replay (the recorded turns are sent again each turn), or auto (chain on "
+        "OpenAI's API and on upstreams that hand a stored response back by id; replay elsewhere, such as "
+        "gateways that accept previous_response_id and drop it).",
+        "auto",
+        choices=("auto", "chain", "replay"),
+    ),
     Spec("timeout", "Upstream request timeout, in seconds.", 600.0, float),
     Spec(
         "turn_timeout",
@@ -228,6 +237,7 @@ class Settings:
     keep_conversations_mb: float = DEFAULTS["keep_conversations_mb"]
     keep_variants_days: float = DEFAULTS["keep_variants_days"]
     keep_variants_mb: float = DEFAULTS["keep_variants_mb"]
+    context: str = DEFAULTS["context"]
     timeout: float = DEFAULTS["timeout"]
     turn_timeout: float = DEFAULTS["turn_timeout"]
     max_retries: int = DEFAULTS["max_retries"]

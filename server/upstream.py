@@ -46,8 +46,15 @@ OPENAI_URL = "https://api.openai.com/v1"
 # SDK's 100 idle connections cost more CPU per call under load than opening a connection now and then: 20 stay
 # open, plenty for the concurrent turns of one server.
 POOL_LIMITS = {"max_connections": 1000, "max_keepalive_connections": 20}
+
+CHAIN_CHECKED = (
+    "Sent chained only if the upstream hands the previous response back by id when asked (IMAGECHAT_CONTEXT=auto); "
+    "otherwise the earlier turns are sent again with this one."
+)
 # Models that routinely think for minutes: worth background mode, so a restart or a dropped stream loses nothing.
 SLOW_MODELS = ("o1-pro", "o3-pro", "gpt-5-pro", "deep-research")
+# The states of a response a later turn can continue from.
+KEPT = ("completed", "incomplete")
 
 
 class OpenAIUpstream:
@@ -139,14 +146,54 @@ class OpenAIUpstream:
         if self._api is None:
             rendered["note"] = "IMAGECHAT_API=auto: Chat Completions is used instead if the upstream lacks Responses."
         notes = self.notes(request)
+        if request.previous_response_id and not (self.settings.context == "chain" or self.openai_host):
+            notes = [*notes, CHAIN_CHECKED if self.settings.context == "auto" else self.replay_note()]
         if notes:
             rendered["notes"] = notes
         return rendered
+
+    async def keeps(self, request: ChatRequest) -> bool:
+        """Whether the turn, chained to its previous response, will reach the model with the earlier turns
+        (IMAGECHAT_CONTEXT).
+
+        OpenAI's API keeps stored responses. Elsewhere, under `auto`, chaining is trusted only when the upstream
+        hands the response back by id: a gateway that converts the Responses API to Chat Completions accepts
+        previous_response_id and drops it, so the model would get the new prompt alone."""
+        if self.settings.context != "auto":
+            return self.settings.context == "chain"
+        if self.openai_host or not request.previous_response_id:
+            return True
+        from openai import APIConnectionError
+
+        client = self.client()
+        try:
+            found = await client.responses.retrieve(request.previous_response_id)
+        except Exception as exc:
+            status = getattr(exc, "status_code", None)
+            if status in (401, 403, 429) or isinstance(exc, APIConnectionError):
+                # What would fail the turn itself (a key, a rate limit, no connection) fails it here, as it would.
+                raise UpstreamFailure(await self._explain(exc, request)) from None
+            # A 404 comes from an upstream that keeps responses and has lost this one: chaining fails there with
+            # "previous response not found" and the turn is replayed, as on OpenAI. Any other failure (a gateway
+            # that cannot hand responses back, an answer that is not a response) means it does not keep them.
+            log.info("%s did not hand back the previous response (%s)", self.shown_url, type(exc).__name__)
+            return status == 404
+        return getattr(found, "id", None) == request.previous_response_id and getattr(found, "status", None) in KEPT
+
+    def replay_note(self) -> str:
+        if self.settings.context == "replay":
+            return "IMAGECHAT_CONTEXT=replay: the earlier turns were sent again with this one."
+        return (
+            f"The upstream at {self.shown_url} does not hand back earlier responses by id, so it may not keep them: "
+            "the earlier turns were sent again with this one (set IMAGECHAT_CONTEXT=chain if it does keep them)."
+        )
 
     async def send(self, request: ChatRequest, listener: Listener | None = None) -> ChatReply:
         if self.api == "chat" and request.previous_response_id:
             # Chat Completions keeps nothing upstream: the recorded turns must be replayed.
             raise ContextLost("Chat Completions has no stored responses")
+        if request.previous_response_id and not await self.keeps(request):
+            raise ContextLost("the upstream is not trusted to keep responses", note=self.replay_note())
         payload = self.payload(request)
         client = self.client()
         try:

@@ -81,7 +81,8 @@ def body(request: ChatRequest, *, openai_host: bool) -> dict[str, Any]:
         "stream_options": {"include_usage": True},
     }
     # OpenAI's reasoning models take only max_completion_tokens; most local servers know only max_tokens.
-    out["max_completion_tokens" if openai_host else "max_tokens"] = options.max_output_tokens
+    if options.max_output_tokens is not None:
+        out["max_completion_tokens" if openai_host else "max_tokens"] = options.max_output_tokens
     if options.reasoning_effort is not None:
         out["reasoning_effort"] = options.reasoning_effort
     if options.temperature is not None:

@@ -57,13 +57,16 @@ def body(request: ChatRequest, *, background: bool) -> dict[str, Any]:
     out: dict[str, Any] = {
         "model": options.model,
         "input": [{"role": m.role, "content": content(m)} for m in request.messages],
-        "truncation": options.truncation,
-        "max_output_tokens": options.max_output_tokens,
         # Stored so the next turn can continue from it by id instead of resending the history; a stand-alone
         # turn (persist_context=False) is not asked to be kept.
         "store": request.store,
         "stream": True,
     }
+    # Left out when not set (a ComfyUI chat node without Advanced Options): the upstream's defaults apply.
+    if options.truncation is not None:
+        out["truncation"] = options.truncation
+    if options.max_output_tokens is not None:
+        out["max_output_tokens"] = options.max_output_tokens
     if background:
         out["background"] = True
     if options.instructions:

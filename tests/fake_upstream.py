@@ -88,6 +88,7 @@ class Reply:
     # Streamed: spend `delay` dripping one byte (of an SSE comment) every `drip` seconds instead of in silence, so
     # a client's read timeout never fires however long the delay.
     drip: float = 0.0
+    created_delay: float = 0.0  # seconds before response.created is streamed (the upstream queueing the request)
 
     @property
     def texts(self) -> list[str]:
@@ -344,7 +345,12 @@ class FakeUpstream:
         models: Sequence[str] = ("gpt-4.1-mini", "gpt-4o", "o3", "gpt-5"),
         api_key: str | None = None,
         chat_files: bool = True,
+        keeps_responses: bool = True,
     ) -> None:
+        # False: a gateway that converts the Responses API to Chat Completions (LiteLLM's routes for most
+        # providers): it accepts previous_response_id and ignores it, keeps nothing, and answers a request for
+        # a response by id with an error (not a 404).
+        self.keeps_responses = keeps_responses
         self.serve_responses = serve_responses
         # Whether the Chat Completions route takes `file` parts (OpenAI's and LiteLLM's do; many local servers not).
         self.chat_files = chat_files
@@ -571,6 +577,9 @@ class FakeUpstream:
         self._check_auth(h)
         self._take_failure(path)
 
+        if is_responses and method != "POST" and not self.keeps_responses:
+            # LiteLLM cannot decode a converted route's response id into a provider that stores responses.
+            raise _api_error(400, "GET/DELETE/cancel responses is not supported for this provider.")
         if method == "GET" and path == "/v1/models":
             self._send_json(h, {"object": "list", "data": [self._model_json(m) for m in self.models]})
         elif method == "GET" and path.startswith("/v1/models/"):
@@ -666,7 +675,7 @@ class FakeUpstream:
         self._known_model(body.get("model"), 400)
         store = body.get("store") is not False
         background = bool(body.get("background"))
-        previous = body.get("previous_response_id")
+        previous = body.get("previous_response_id") if self.keeps_responses else None
         if previous is not None:
             with self._lock:
                 found = previous in self._stored
@@ -682,7 +691,7 @@ class FakeUpstream:
         reply = self._next_reply()
         rid, item_id, created_at = _new_id("resp_"), _new_id("msg_"), int(time.time())
         final = self._final_response(body, reply, rid=rid, item_id=item_id, created_at=created_at)
-        if store:
+        if store and self.keeps_responses:
             entry = _Stored(final=final, background=background, started=time.monotonic(), delay=reply.delay)
             with self._lock:
                 self._stored[rid] = entry
@@ -773,6 +782,7 @@ class FakeUpstream:
 
         # A background response is announced (queued) at once and then works for its delay, as OpenAI does:
         # the client learns the id it can retrieve later before any output exists.
+        self._pause(reply.created_delay)
         emit({"type": "response.created", "response": self._snapshot(final, "queued" if background else "in_progress")})
         if background:
             self._pause(reply.delay)

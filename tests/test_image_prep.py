@@ -93,7 +93,7 @@ RULES = [
     ("gpt-5.4", "original", (3000, 2000)),  # within 6000 px and 10,000 patches: full resolution
     ("my-local-llava", "high", (2048, 1365)),  # unknown: the largest box any model uses for high
     ("my-local-llava", "original", (3000, 2000)),  # unknown: up to 30,000 patches
-    ("my-local-llava", "auto", (3000, 2000)),  # unknown auto: never less than original would send
+    ("my-local-llava", "auto", (2048, 1365)),  # unknown auto: at most 2048 px a side; original sends more
 ]
 
 

@@ -155,7 +155,8 @@ def file_label(view: ConversationView, file_id: str) -> str:
 
 
 def options_lines(options: Options) -> list[str]:
-    line = f"Model {options.model}, detail {options.detail}, max output {options.max_output_tokens} tokens"
+    limit = "the upstream's default" if options.max_output_tokens is None else f"{options.max_output_tokens} tokens"
+    line = f"Model {options.model}, detail {options.detail}, max output {limit}"
     if options.preset:
         line += f", preset {options.preset}"
     lines = [line + "."]

@@ -19,10 +19,12 @@ The rules come from OpenAI's "Images and vision" guide
   `original` (a larger box and budget), and on gpt-5.5 and gpt-5.6 `auto` means `original`.
 
 Unknown models (a new OpenAI release, a local server behind an OpenAI-compatible API) get,
-for each detail level, the largest size any documented model uses at that level, so an
-image is never sent smaller than the model may look at: `low` and `high` fit in
-2048 x 2048 (gpt-5.4's `low` and gpt-5.2's every level use that box); `original` and
-`auto` keep the image up to 30,000 patches (about 30 megapixels, gpt-5.6's `original`).
+for `low`, `high` and `original`, the largest size any documented model uses at that level, so
+an image is never sent smaller than the model may look at when asked: `low` and `high` fit in
+2048 x 2048 (gpt-5.4's `low` and gpt-5.2's every level use that box); `original` keeps the
+image up to 30,000 patches (about 30 megapixels, gpt-5.6's `original`). `auto`, the default,
+means `high` for them: at most 2048 px a side. A local vision model shrinks a larger image
+itself, so sending a 12 MP photo whole only costs upload time; `original` sends more when asked.
 Tokens for unknown models are estimated as patches x 1.2, the multiplier of OpenAI's
 current models. Set the model name to a known one for exact sizing and estimates.
 
@@ -88,8 +90,8 @@ def _patch(pct: int, low: Fit, high: Fit, original: Fit | None = None, auto_orig
 
 Rule = TileRule | PatchRule
 
-# See the module docstring: per detail level, the largest size any documented model uses.
-UNKNOWN = _patch(120, _BOX_2048, _BOX_2048, _ORIGINAL_30K, auto_original=True)
+# See the module docstring: per detail level (auto aside), the largest size any documented model uses.
+UNKNOWN = _patch(120, _BOX_2048, _BOX_2048, _ORIGINAL_30K)  # auto = high: 2048 px a side at most
 
 # Model name (or name prefix followed by "-", e.g. "gpt-4o-2024-08-06") -> rule.
 # The longest matching entry wins, so "gpt-4o-mini" beats "gpt-4o".

@@ -34,8 +34,12 @@ class Options(BaseModel):
     model: str = Field(description="The model that answers, e.g. gpt-4.1-mini, gpt-4o, o3, gpt-5.")
     instructions: str | None = Field(default=None, description="System instructions sent with every turn.")
     preset: str | None = Field(default=None, description="The preset the instructions came from, if any.")
-    truncation: Truncation = "auto"
-    max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS
+    # None: not sent, so the upstream's own default applies (what ComfyUI's chat node sends without an
+    # Advanced Options node); set_options always sets both, with these defaults.
+    truncation: Truncation | None = Field(default="auto", description="null: not sent (the upstream's default).")
+    max_output_tokens: int | None = Field(
+        default=DEFAULT_MAX_OUTPUT_TOKENS, description="null: not sent (the upstream's default)."
+    )
     reasoning_effort: ReasoningEffort | None = None
     temperature: float | None = None
     top_p: float | None = None

@@ -22,6 +22,7 @@ from pydantic.fields import FieldInfo
 from tools import model_rules
 from tools.deps import ConversationId, Deps
 from tools.models import DEFAULT_MAX_OUTPUT_TOKENS, Detail, Options, ReasoningEffort, ResponseFormat, Truncation
+from tools.ports import api_in_use
 
 ModelArg = Annotated[str | None, Field(description="Model, e.g. gpt-4.1-mini, gpt-4o, o3, gpt-5.")]
 InstructionsArg = Annotated[str | None, Field(description="System instructions; '' clears them.")]
@@ -164,7 +165,10 @@ def apply(deps: Deps, current: Options, changes: OptionChanges) -> tuple[Options
     updated, problems = planned(deps, current, changes)
     if problems:
         raise ToolError(" ".join(problems) + " Nothing was changed.")
-    return model_rules.drop_unsupported(updated.model, updated)
+    options, notes = model_rules.drop_unsupported(updated.model, updated)
+    # A model the upstream's API does not serve is said now, not only when chat refuses it.
+    refusal = model_rules.api_refusal(options.model, api_in_use(deps.upstream) or "responses")
+    return options, [*notes, f"chat will refuse this model: {refusal}"] if refusal else notes
 
 
 async def set_options(

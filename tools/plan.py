@@ -13,8 +13,8 @@ from dataclasses import dataclass, field, replace
 
 from mcp.server.mcpserver.exceptions import ToolError
 
-from tools import model_rules
-from tools.models import Conversation, Options, Turn, image_ref
+from tools import image_sizing, model_rules
+from tools.models import IMAGE_SCHEME, Conversation, Options, Turn, image_ref
 
 StartingPoint = int | str | None
 
@@ -29,6 +29,9 @@ class ChatCall:
     persist_context: bool = True
     starting_point: StartingPoint = None
     model: str | None = None
+    # Whether the upstream keeps the response (None: a turn that continues the conversation is kept, a
+    # stand-alone one is not). ComfyUI's chat node always asks for it, so a workflow's turns say True.
+    store: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,9 @@ class TurnPlan:
     previous_response_id: str | None  # continue the upstream's stored response instead of replaying history
     takes_pending: tuple[bool, bool]  # whether its images / files are the pending attachments (used up by it)
     notes: list[str] = field(default_factory=list)
+    # Whether the upstream is asked to keep the response, so a later turn can continue from it by id: a
+    # stand-alone turn (persist_context=False) is not.
+    store: bool = True
 
     @property
     def replayed_history(self) -> list[Turn]:
@@ -85,8 +91,21 @@ def plan_turn(conversation: Conversation, call: ChatCall, *, max_images: int) ->
         history=history,
         previous_response_id=chain_from(history),
         takes_pending=(call.images is None, call.files is None),
-        notes=notes,
+        notes=notes + sizing_note(conversation, options, images),
+        store=call.persist_context if call.store is None else call.store,
     )
+
+
+def sizing_note(conversation: Conversation, options: Options, images: list[str]) -> list[str]:
+    """The first turn with images on a model the sizing rules do not know says how big its images go out."""
+    if conversation.turns or not images or image_sizing.model_family(options.model) != "unknown":
+        return []
+    if options.detail != "auto":
+        return []
+    return [
+        f"{options.model} is not a model imagechat knows (a local or a new one), so at detail 'auto' images go "
+        "at most 2048 px a side; set_options(detail='original') sends them up to about 30 megapixels."
+    ]
 
 
 def turn_options(options: Options, model: str | None) -> tuple[Options, list[str]]:

@@ -181,7 +181,12 @@ class UpstreamFailure(ToolError):
 
 
 class ContextLost(Exception):
-    """The upstream no longer has the previous response: replay the recorded turns instead."""
+    """The upstream no longer has the previous response (or cannot be trusted to keep it): replay the recorded
+    turns instead. `note`, when given, tells the caller why in place of the generic note."""
+
+    def __init__(self, reason: str, note: str | None = None) -> None:
+        super().__init__(reason)
+        self.note = note
 
 
 class Listener(Protocol):
@@ -210,3 +215,12 @@ class Upstream(Protocol):
     async def list_models(self) -> list[str]: ...
 
     async def close(self) -> None: ...
+
+
+def api_in_use(upstream: Upstream) -> str | None:
+    """The API `upstream` speaks now ("responses" or "chat"), when it says: an adapter may expose it as `api`.
+
+    Read this way rather than as a member of the port, so that an Upstream without it (a test double) still
+    fits; the model rules that depend on the API then apply when the request is sent."""
+    api = getattr(upstream, "api", None)
+    return api if isinstance(api, str) else None

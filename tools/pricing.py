@@ -6,6 +6,8 @@ import re
 
 from pydantic import BaseModel, Field
 
+from tools.models import DEFAULT_MAX_OUTPUT_TOKENS
+
 # USD per million tokens (input, output), from OpenAI's pricing page; dated snapshots share their model's price.
 PRICES: dict[str, tuple[float, float]] = {
     "gpt-5": (1.25, 10.0),
@@ -33,7 +35,9 @@ class CostEstimate(BaseModel):
     prices_per_million: tuple[float, float]
 
 
-def estimate(model: str, input_tokens: int, max_output_tokens: int) -> CostEstimate | None:
+def estimate(model: str, input_tokens: int, max_output_tokens: int | None) -> CostEstimate | None:
+    """None for max_output_tokens (not sent: the upstream's default applies) is priced at the tool's default."""
+    max_output_tokens = DEFAULT_MAX_OUTPUT_TOKENS if max_output_tokens is None else max_output_tokens
     name = _SNAPSHOT.sub("", model.strip().lower())
     prices = PRICES.get(name)
     if prices is None:

@@ -120,7 +120,9 @@ def assemble(plan: TurnPlan, history: list[tuple[Message, str]], message: Messag
     for asked, answer in history:
         messages += [asked, Message("assistant", [TextPart(answer)])]
     messages.append(message)
-    return ChatRequest(options=plan.options, messages=messages, previous_response_id=plan.previous_response_id)
+    return ChatRequest(
+        options=plan.options, messages=messages, previous_response_id=plan.previous_response_id, store=plan.store
+    )
 
 
 async def build_request(deps: Deps, plan: TurnPlan) -> ChatRequest:

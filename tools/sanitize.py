@@ -33,7 +33,7 @@ import bisect
 import re
 import unicodedata
 
-__all__ = ["clean_text"]
+__all__ = ["clean_text", "removed", "removed_note"]
 
 _ZWNJ, _ZWJ = "\u200c", "\u200d"
 _JOINERS = frozenset({_ZWNJ, _ZWJ})
@@ -106,3 +106,34 @@ def _visible(char: str, *, selectors_ok: bool = False) -> bool:
     if _is_selector(char):
         return selectors_ok
     return not _removed(char)
+
+
+def removed(text: str) -> dict[str, int]:
+    """What `clean_text` removes from `text`: each character as "U+XXXX NAME", with how often. Line breaks that
+    become a newline are not counted: the text still breaks there."""
+    counts: dict[str, int] = {}
+    kept, at = clean_text(text), 0  # clean_text only removes and turns line breaks into newlines: walk both
+    for index, char in enumerate(text):
+        if char in _LINE_BREAKS:
+            if kept[at : at + 1] == "\n" and not (char == "\r" and text[index + 1 : index + 2] == "\n"):
+                at += 1
+        elif kept[at : at + 1] == char:
+            at += 1
+        else:
+            label = f"U+{ord(char):04X} {unicodedata.name(char, 'unnamed')}"
+            counts[label] = counts.get(label, 0) + 1
+    return counts
+
+
+def removed_note(text: str, what: str = "the prompt") -> str | None:
+    """A note saying which hidden characters were removed from `text`, or None when none were."""
+    found = removed(text)
+    if not found:
+        return None
+    listed = [f"{label} x{count}" if count > 1 else label for label, count in list(found.items())[:8]]
+    more = f" and {len(found) - 8} more kinds" if len(found) > 8 else ""
+    total = sum(found.values())
+    counted = "1 hidden character was" if total == 1 else f"{total} hidden characters were"
+    return (
+        f"{counted} removed from {what} before it was sent (ComfyUI sends prompts verbatim): {', '.join(listed)}{more}."
+    )

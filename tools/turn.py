@@ -67,6 +67,7 @@ class TurnRun:
         self.begun = anyio.Event()  # set once it holds the turn lock and has a number (or has ended)
         self.cancel_requested = False  # the agent asked to stop it
         self.unstored = False  # answered, but the store refused the answer: held here so it is not lost
+        self.deps: Deps | None = None  # set while it runs: the listener writes the response id through it
 
     @classmethod
     def adopt(cls, conversation_id: str, record: Turn, owner: str) -> TurnRun:
@@ -92,12 +93,31 @@ class TurnRun:
     async def started(self, response_id: str, background: bool) -> None:
         self.response_id = response_id
         self.background = background
+        if self.deps is not None:
+            await self.keep_response_id(self.deps)
+
+    async def keep_response_id(self, deps: Deps) -> None:
+        """Write the response id into the turn if it was already announced as running without it (the caller's
+        wait ran out before the upstream named the response): after a restart, `refresh` fetches a background
+        answer by this id. `announce` reads the id under the same lock, so one of the two always records it."""
+        with anyio.CancelScope(shield=True):
+            async with deps.store.lock(self.conversation_id):
+                if not self.announced or self.recorded is not None or self.number is None:
+                    return
+                conversation = await deps.conversation(self.conversation_id)
+                record = conversation.get_turn(self.number)
+                if record is None or record.status != "running" or record.response_id == self.response_id:
+                    return
+                update = {"response_id": self.response_id, "background": self.background}
+                replace_turn(conversation, record.model_copy(update=update))
+                await save(deps, conversation)
 
     async def text(self, delta: str) -> None:
         self.deltas.append(delta)
 
     async def run(self, deps: Deps, call: ChatCall) -> None:
         """The whole turn, in the server's task group; how it ended is left on the object for the waiters."""
+        self.deps = deps
         with self.scope:
             try:
                 await self.take_turn(deps, call)
@@ -156,10 +176,14 @@ class TurnRun:
 
     async def answer(self, deps: Deps, plan: TurnPlan) -> ChatReply:
         try:
-            return await deps.upstream.send(await build_request(deps, plan), self)
-        except ContextLost:
-            self.notes.append(REPLAYED)
-            return await deps.upstream.send(await build_request(deps, plan.replayed()), self)
+            reply = await deps.upstream.send(await build_request(deps, plan), self)
+        except ContextLost as lost:
+            # The upstream lost the stored response, or is not trusted to keep it: send the recorded turns.
+            self.notes.append(lost.note or REPLAYED)
+            reply = await deps.upstream.send(await build_request(deps, plan.replayed()), self)
+        # What the adapter changed to fit the API in use (a detail it lacks, a fallback): the caller sees it.
+        self.notes.extend(note for note in reply.notes if note not in self.notes)
+        return reply
 
     async def announce(self, deps: Deps) -> Turn | None:
         """The wait budget ran out: record the turn as running and hand it back. None if it just finished."""

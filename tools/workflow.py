@@ -6,12 +6,15 @@ validators) and every input file is read and stored (a missing file fails the ru
 the nodes run in order through the runner table: LoadImage and OpenAIInputFiles give the stored ids, batches
 concatenate them, OpenAIChatConfig gives options, each OpenAIChatNode is `set_options` plus `chat` in its own
 conversation `workflow:<name>:node<id>` (so persist_context continues that node's conversation from run to
-run), and each PreviewAny is `preview` of what it is connected to.
+run), and each PreviewAny is `preview` of what it is connected to. As ComfyUI's cache, a run whose nodes and
+input files did not change since the last run of the same name is answered from that run (`fresh` asks again).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import weakref
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
@@ -23,6 +26,7 @@ from tools.attach_file import store_document
 from tools.chat import ChatResult, Progress
 from tools.deps import Deps
 from tools.load_image import read_images
+from tools.ports import Store
 from tools.sanitize import clean_text
 from tools.workflow_graph import Plan
 from tools.workflow_run import Files, Images, Outputs, Run, preflight, run_nodes
@@ -53,6 +57,15 @@ RunNameArg = Annotated[
 ]
 
 
+FreshArg = Annotated[
+    bool,
+    Field(
+        description="Run every chat node again even if nothing changed since the last run (by default an unchanged "
+        "workflow is answered from the last run, as ComfyUI's cache does)."
+    ),
+]
+
+
 class SkippedNode(BaseModel):
     node_id: str
     type: str
@@ -67,6 +80,18 @@ class WorkflowResult(BaseModel):
     previews: dict[str, str] = Field(description="Each PreviewAny's text, by node id.")
     chats: dict[str, ChatResult] = Field(description="Each OpenAIChatNode's result, by node id.")
     skipped: list[SkippedNode] = Field(description="Nodes that did not run: notes, muted, bypassed, unconnected.")
+    notes: list[str] = Field(
+        default_factory=list, description="E.g. that the results are the last run's, since nothing changed."
+    )
+
+
+# ComfyUI's cache: an unchanged workflow is answered from its last run. Per store, per run name, in this process
+# only (a restart forgets it, as ComfyUI's does).
+LAST_RUNS: weakref.WeakKeyDictionary[Store, dict[str, tuple[str, WorkflowResult]]] = weakref.WeakKeyDictionary()
+CACHED = (
+    "Nothing changed since the last run of this workflow (the same nodes, values and input files), so its results "
+    "are shown again without calling the model, as ComfyUI's cache does. Run it with fresh=true to ask again."
+)
 
 
 async def run_workflow(
@@ -76,6 +101,7 @@ async def run_workflow(
     input_dir: Path | None = None,
     name: RunNameArg = None,
     progress: Progress | None = None,
+    fresh: FreshArg = False,
 ) -> WorkflowResult:
     document, file_stem = await load_document(deps, workflow)
     try:
@@ -85,14 +111,29 @@ async def run_workflow(
     run = Run(deps, clean_name(name or file_stem or plan.workflow_id or "inline"), plan, progress)
     await preflight(run)
     run.outputs.update(await read_inputs(deps, plan, input_dir or deps.input_dir))
+    key, last_runs = fingerprint(run), LAST_RUNS.setdefault(deps.store, {})
+    last = last_runs.get(run.name)
+    if not fresh and last is not None and last[0] == key:
+        return last[1].model_copy(deep=True, update={"notes": [*last[1].notes, CACHED]})
     await run_nodes(run)
-    return WorkflowResult(
+    result = WorkflowResult(
         workflow=run.name,
         format="ui" if plan.format == "ui" else "api",
         previews=run.previews,
         chats=run.chats,
         skipped=[SkippedNode(node_id=s.node_id, type=s.type, reason=s.reason) for s in plan.skipped],
     )
+    last_runs[run.name] = (key, result.model_copy(deep=True))
+    return result
+
+
+def fingerprint(run: Run) -> str:
+    """What ComfyUI's cache compares: every node that runs with its values and links, the input files' contents
+    (their ids are content hashes, read just before), and the default model a node without one uses."""
+    nodes = [(node.id, node.type, node.values, sorted(node.links.items())) for node in run.plan.order]
+    inputs = sorted((node_id, repr(values)) for node_id, values in run.outputs.items())
+    text = json.dumps([nodes, inputs, run.deps.default_model], sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 async def load_document(deps: Deps, workflow: str | dict[str, Any]) -> tuple[Any, str | None]:

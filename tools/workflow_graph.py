@@ -3,8 +3,9 @@
 Pure logic, no I/O. ComfyUI saves a workflow in the UI format (`nodes` and `links`, node modes, widget values
 by position) and queues it in the API format (`{"<id>": {"class_type", "inputs"}}`); the frontend turns the
 first into the second by dropping muted nodes, routing around bypassed ones and forgetting notes. `parse`
-does the same, so a file behaves here as it does in ComfyUI, then orders the nodes that feed a chat or a
-preview. Every problem is gathered and refused at once, naming the node, before anything is sent upstream.
+does the same, so a file behaves here as it does in ComfyUI, then orders the nodes that feed a PreviewAny
+(its output node; a chat node whose answer reaches none does not run, as in ComfyUI). Every problem is gathered
+and refused at once, naming the node, before anything is sent upstream.
 """
 
 from __future__ import annotations
@@ -89,8 +90,11 @@ def parse(workflow: Any) -> Plan:
     problems.raise_any()
     outputs = [n for n in active.values() if SPECS[n.type].output_node]
     if not outputs:
+        _ordered(active)  # links that form a cycle are the first thing to fix: named before the missing output
         raise ToolError(
-            "The workflow has no OpenAIChatNode or PreviewAny to run (muted and bypassed nodes do not run)."
+            "Prompt has no outputs (as ComfyUI says): the workflow has no PreviewAny that runs (muted and bypassed "
+            "nodes do not run), and a chat node runs only when its answer reaches one. Connect the OpenAIChatNode's "
+            "STRING output to a PreviewAny. Nothing was sent."
         )
     needed = _ancestors(outputs, active)
     for node_id in sorted(needed, key=_id_key):
@@ -100,7 +104,7 @@ def parse(workflow: Any) -> Plan:
         Skipped(
             clean_text(n.id),
             clean_text(n.type),
-            "not connected to an OpenAIChatNode or PreviewAny, so not run (as in ComfyUI)",
+            "not connected to a PreviewAny, so not run (as in ComfyUI): nothing was sent for it",
         )
         for n in active.values()
         if n.id not in needed

@@ -167,7 +167,7 @@ SPECS: dict[str, NodeSpec] = {
         ("prompt", "persist_context", "model"),
         ("STRING",),
         linkable=frozenset({"prompt"}),
-        output_node=True,  # ComfyUI runs only what feeds an output; a chat's answer is an output here
+        # Not an output node, as in ComfyUI: a chat whose answer reaches no PreviewAny is not run (no paid call).
         check=check_chat,
         read_widgets=_chat_widgets,
     ),

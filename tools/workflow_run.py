@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
@@ -17,11 +18,14 @@ from typing import Literal, TypeVar
 from mcp.server.mcpserver.exceptions import ToolError
 
 from tools import options
-from tools.chat import ChatResult, Progress, StartingPoint, chat, check_prompt
+from tools.chat import ChatResult, Progress, StartingPoint, budget, check_prompt, follow
 from tools.deps import Deps, check_conversation_id
 from tools.models import IMAGE_SCHEME, Options
+from tools.plan import ChatCall
 from tools.ports import UpstreamFailure
 from tools.preview import preview, render
+from tools.sanitize import clean_text, removed_note
+from tools.turn import start
 from tools.workflow_graph import Node, Plan, Problems
 
 # Old ComfyUI versions let a prompt pick the response to continue from with this tag ("start" to restart).
@@ -212,20 +216,19 @@ async def run_chat(run: Run, node: Node) -> Outputs:
             await run.progress(done, total, f"node {node.id}: {message}")
 
     try:
-        await options.set_options(
-            deps, conversation_id, option_changes(deps, node, config if isinstance(config, ChatConfig) else None)
-        )
-        result = await chat(
-            deps,
-            STARTING_POINT_TAG.sub("", prompt).strip(),
-            conversation_id,
+        await node_options(deps, conversation_id, node, config if isinstance(config, ChatConfig) else None)
+        text = STARTING_POINT_TAG.sub("", prompt).strip()
+        check_prompt(deps, text)
+        call = ChatCall(
+            clean_text(text),
             images=run.batch(node, "images", Images).ids,
             files=run.batch(node, "files", Files).ids,
             persist_context=bool(node.values.get("persist_context", False)),
             starting_point=run.starting_points.get(node.id),
-            progress=report,
-            wait_seconds=None,  # the server's budget; an answer still running then fails the run below
+            store=True,  # as ComfyUI's node: a later run with persist_context continues from this response
         )
+        # The server's wait budget; an answer still running then fails the run below.
+        result = await follow(deps, start(deps, conversation_id, call), budget(deps, None), report)
     except UpstreamFailure as exc:
         raise UpstreamFailure(f"{node.label}: {exc}") from exc
     except ToolError as exc:
@@ -235,8 +238,25 @@ async def run_chat(run: Run, node: Node) -> Outputs:
             f"{node.label}: the model is still answering; read it later with preview(conversation_id="
             f"{conversation_id!r}) and run the workflow again for the nodes after it."
         )
+    hidden = removed_note(STARTING_POINT_TAG.sub("", prompt).strip())
+    if hidden:
+        result.notes.append(hidden)
     run.chats[node.id] = result
     return (Answer(result.text, result.conversation_id, result.turn or 0),)
+
+
+async def node_options(deps: Deps, conversation_id: str, node: Node, config: ChatConfig | None) -> None:
+    """set_options as the chat node implies. Without an Advanced Options node (absent, bypassed or muted)
+    ComfyUI's node sends neither max_output_tokens nor truncation, so neither is set: the upstream's own
+    defaults apply (a 4096-token cap would cut a reasoning model's answer short where ComfyUI's is not)."""
+    async with deps.store.lock(conversation_id):
+        conversation = await deps.conversation(conversation_id)
+        updated, _ = options.apply(deps, conversation.options, option_changes(deps, node, config))
+        if config is None:
+            updated = updated.model_copy(update={"max_output_tokens": None, "truncation": None})
+        conversation.options = updated
+        conversation.updated_at = time.time()
+        await deps.store.put_conversation(conversation)
 
 
 # -- preview ------------------------------------------------------------------------------------------
