@@ -140,8 +140,10 @@ async def test_workflow_input_files_never_come_from_the_outside_folder_while_swa
     workflow = {
         "1": {"class_type": "LoadImage", "inputs": {"image": "sub/x.png"}},
         "2": {"class_type": "OpenAIChatNode", "inputs": {"prompt": "What is it?", "images": ["1", 0]}},
+        "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 0]}},
     }
-    arguments = {"workflow": json.dumps(workflow), "input_dir": str(pictures)}
+    # fresh: every try reads and sends again, rather than answering from the previous run as ComfyUI's cache does.
+    arguments = {"workflow": json.dumps(workflow), "input_dir": str(pictures), "fresh": True}
     async with connect(settings) as client:
         with swapping(sub, door) as swaps:
             done, results = await tries(client, "run_workflow", arguments)

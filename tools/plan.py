@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from mcp.server.mcpserver.exceptions import ToolError
 
 from tools import image_sizing, model_rules
-from tools.models import IMAGE_SCHEME, Conversation, Options, Turn, image_ref
+from tools.models import Conversation, Options, Turn, image_ref
 
 StartingPoint = int | str | None
 

@@ -108,9 +108,9 @@ class TurnRun:
                 record = conversation.get_turn(self.number)
                 if record is None or record.status != "running" or record.response_id == self.response_id:
                     return
-                update = {"response_id": self.response_id, "background": self.background}
-                replace_turn(conversation, record.model_copy(update=update))
-                await save(deps, conversation)
+                kept = record.model_copy(update={"response_id": self.response_id, "background": self.background})
+                replace_turn(conversation, kept)
+                await save(deps, conversation, kept)
 
     async def text(self, delta: str) -> None:
         self.deltas.append(delta)
