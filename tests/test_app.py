@@ -166,10 +166,11 @@ async def test_the_app_gets_small_previews_as_data(settings: Settings, pictures:
 
 
 async def test_a_running_turn_shows_its_progress_in_the_view(
-    settings: Settings, upstream: FakeUpstream, mode: str
+    settings: Settings, pictures: Path, upstream: FakeUpstream, mode: str
 ) -> None:
     upstream.add_reply(Reply(text=" ".join(f"w{i}" for i in range(10)), chunks=10, chunk_delay=0.25))
     async with connect(settings, mode) as client:
+        await call(client, "load_image", {"source": str(pictures / "red.png")})  # something to ask about
         started = await call(client, "app_chat", {"prompt": "Take your time", "wait_seconds": 0.2})
         seen: list[str] = []
         deadline = time.monotonic() + 10

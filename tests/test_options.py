@@ -21,7 +21,7 @@ async def test_only_the_given_arguments_change(settings: Settings, upstream: Fak
     async with connect(settings, mode) as client:
         await call(client, "set_options", {"instructions": "Answer in French.", "max_output_tokens": 500})
         result = await call(client, "set_options", {"temperature": 0.2, "truncation": "disabled"})
-        await call(client, "chat", {"prompt": "Bonjour"})
+        await call(client, "chat", {"prompt": "Bonjour", "images": []})
     assert result["options"]["instructions"] == "Answer in French."
     assert result["options"]["max_output_tokens"] == 500 and result["options"]["temperature"] == 0.2
     body = upstream.responses_bodies()[-1]

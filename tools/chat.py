@@ -9,6 +9,7 @@ stay as they were.
 
 from __future__ import annotations
 
+import difflib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -32,7 +33,9 @@ HEARTBEAT = 5.0  # and one every 5 s while the model thinks, so clients that res
 MAX_WAIT = 3600  # seconds: the longest a call may wait for its answer
 
 # The step's arguments, declared once: the MCP tool's signature and the step below both use them.
-Prompt = Annotated[str, Field(description="What to ask or tell the model about the images.")]
+Prompt = Annotated[
+    str | None, Field(description="What to ask or tell the model about the images; required unless turn is given.")
+]
 ImageIds = Annotated[
     list[str] | None,
     Field(description="Image ids (or image://<id>) to send; default: the images loaded since the last turn."),
@@ -72,7 +75,7 @@ TurnNumber = Annotated[
     Field(
         ge=1,
         description="Instead of asking anything: wait for this earlier turn (one that came back "
-        "'running') and return its answer. The prompt is ignored.",
+        "'running') and return its answer. No prompt needed.",
     ),
 ]
 
@@ -135,9 +138,32 @@ def check_prompt(deps: Deps, prompt: str) -> None:
         )
 
 
+NO_PROMPT = (
+    "chat needs a prompt saying what to ask the model about the images, or turn=<n> to fetch an answer that "
+    "came back 'running'."
+)
+
+
+async def check_known(deps: Deps, conversation_id: str) -> None:
+    """A chat that names no images or files must name a conversation that exists: a typo of an id would otherwise
+    send (and bill) a prompt with nothing to look at."""
+    if await deps.store.get_conversation(conversation_id) is not None:
+        return
+    known = await deps.store.list_conversations()
+    close = difflib.get_close_matches(conversation_id, known, n=1, cutoff=0.6)
+    mean = f"Did you mean {close[0]!r}? " if close else ""
+    listing = ", ".join(repr(c) for c in known[:20]) + (" ..." if len(known) > 20 else "") if known else "none yet"
+    raise ToolError(
+        f"No conversation {conversation_id!r} yet, so there is nothing to ask about. {mean}Known conversations: "
+        f"{listing}. To start {conversation_id!r}, load images into it first (load_image(source, "
+        f"conversation_id={conversation_id!r})), or pass images=[...] (images=[] for a text-only turn). "
+        "Nothing was sent."
+    )
+
+
 async def chat(
     deps: Deps,
-    prompt: Prompt,
+    prompt: Prompt = None,
     conversation_id: ConversationId = "default",
     images: ImageIds = None,
     files: FileIds = None,
@@ -153,7 +179,11 @@ async def chat(
     wait = budget(deps, wait_seconds)
     if turn is not None:
         return await wait_for_turn(deps, conversation_id, turn, wait, progress)
+    if prompt is None:
+        raise ToolError(NO_PROMPT)
     check_prompt(deps, prompt)
+    if images is None and files is None:
+        await check_known(deps, conversation_id)
     call = ChatCall(clean_text(prompt), images, files, persist_context, starting_point, model)
     if dry_run:
         return await rehearse(deps, conversation_id, call)

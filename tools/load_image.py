@@ -5,12 +5,14 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import replace
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
+from tools.attach_file import DOCUMENT_TYPES
 from tools.deps import ConversationId, Deps, check_conversation_id, content_id
 from tools.models import ImageRecord
 from tools.sanitize import clean_text
@@ -75,6 +77,14 @@ def _decode(data: bytes, frames: Frames, deps: Deps) -> list[tuple[image_decode.
     return [(image_decode.inspect_image(blob, max_pixels=limits.max_pixels, max_frames=1), blob) for blob in blobs]
 
 
+def document_kind(name: str, data: bytes) -> str | None:
+    """What kind of document (PDF, text) the bytes are, when they are one that attach_file takes."""
+    if data.lstrip()[:5] == b"%PDF-":
+        return "PDF"
+    suffix = PurePosixPath(name).suffix.lower()
+    return suffix.lstrip(".").upper() if suffix in DOCUMENT_TYPES else None
+
+
 async def read_images(deps: Deps, source: str, frames: Frames) -> list[tuple[ImageRecord, bytes | None]]:
     """One source as stored records; bytes are None for an `image://` id that is already stored."""
     if source.startswith(IMAGE_SCHEME):
@@ -87,6 +97,12 @@ async def read_images(deps: Deps, source: str, frames: Frames) -> list[tuple[Ima
             )
         return [(record, None)]
     read = await deps.reader.read(source, max_bytes=deps.limits.max_image_bytes, kind="image")
+    document = document_kind(read.name, read.data)
+    if document:
+        raise ToolError(
+            f"{source_label(source)} is a {document} document, not an image: attach it with attach_file (this "
+            "source as it is), then chat sends it with the images."
+        )
     from tools import image_decode
 
     try:

@@ -77,6 +77,8 @@ def plan_turn(conversation: Conversation, call: ChatCall, *, max_images: int) ->
         raise ToolError(f"{len(images)} images in one turn; the limit is {max_images}.")
     parent = choose_parent(conversation, call.persist_context, call.starting_point)
     history = conversation.history(parent)
+    if not (images or files or history) and call.images is None and call.files is None:
+        raise ToolError(nothing_to_look_at(conversation.id))
     return TurnPlan(
         prompt=call.prompt,
         options=options,
@@ -87,6 +89,14 @@ def plan_turn(conversation: Conversation, call: ChatCall, *, max_images: int) ->
         previous_response_id=chain_from(history),
         takes_pending=(call.images is None, call.files is None),
         notes=notes,
+    )
+
+
+def nothing_to_look_at(conversation_id: str) -> str:
+    return (
+        f"Nothing to look at: {conversation_id!r} has no images or files waiting and no earlier turn to continue. "
+        "Load images with load_image (documents with attach_file) first, or pass images=[] to send a text-only "
+        "turn. Nothing was sent."
     )
 
 

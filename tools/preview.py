@@ -24,8 +24,8 @@ TargetArg = Annotated[
     str,
     Field(
         description=(
-            "'last' answer, 'conversation' (every turn), 'options', 'pending' attachments, 'turn:<n>', "
-            "or 'image:<image_id>' (a small thumbnail)."
+            "'last' answer, 'conversation' (every turn), 'options', 'pending' attachments, 'turn:<n>' (that "
+            "turn's answer; its whole record with format='json'), or 'image:<image_id>' (a small thumbnail)."
         )
     ),
 ]

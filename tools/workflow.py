@@ -40,7 +40,7 @@ InputDirArg = Annotated[
     str | None,
     Field(
         description="Folder where LoadImage and OpenAIInputFiles names are looked up, like ComfyUI's input "
-        "folder; must be inside the allowed folders. Default: the server's input folder."
+        "folder; must be inside the allowed folders. Default: IMAGECHAT_INPUT_DIR, else the first allowed folder."
     ),
 ]
 RunNameArg = Annotated[
