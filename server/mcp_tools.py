@@ -67,10 +67,8 @@ def register_tools(server: MCPServer[Deps]) -> None:
     )
     @takes(parameters_of(load_step.load_image))
     async def load_image(ctx: Context[Deps, Any], **arguments: Any) -> load_step.LoadImageResult:
-        """Load images and attach them to the conversation's next chat turn (Load Image / Batch Images).
-
-        Images are stored once by content (loading twice gives the same image_id) and EXIF-rotated.
-        If any source fails, nothing is attached and the error names that source."""
+        """Load images for the conversation's next chat turn (Load Image / Batch Images). Stored once by
+        content (same bytes, same image_id), EXIF-rotated. If any source fails, nothing is attached."""
         return await load_step.load_image(deps_of(ctx), **arguments)
 
     @server.tool(
@@ -109,9 +107,8 @@ def register_tools(server: MCPServer[Deps]) -> None:
     )
     @takes(parameters_of(chat_step.chat, leave_out={"progress"}))
     async def chat(ctx: Context[Deps, Any], **arguments: Any) -> chat_step.ChatResult:
-        """Send one turn to the model (ComfyUI's OpenAI Chat node): the prompt, then the images, then the
-        files. Returns the answer text with status, usage and the turn number. A slow answer returns
-        status 'running' with its turn number; chat(turn=<n>) or preview fetches it when it is done."""
+        """Send one turn (ComfyUI's OpenAI Chat node): prompt, then images, then files. Returns the answer with
+        status, usage and turn number; a slow answer returns status 'running': fetch it with chat(turn=<n>)."""
         return await chat_step.chat(deps_of(ctx), progress=progress_of(ctx), **arguments)
 
     @server.tool(

@@ -25,10 +25,10 @@ def register_workflow_tool(server: MCPServer[Deps]) -> None:
         input_dir: workflow_step.InputDirArg = None,
         name: workflow_step.RunNameArg = None,
     ) -> workflow_step.WorkflowResult:
-        """Run a ComfyUI OpenAI Chat workflow file: LoadImage, ImageBatch/BatchImagesNode, OpenAIChatConfig,
-        OpenAIInputFiles, OpenAIChatNode and PreviewAny nodes, in link order, honouring muted and bypassed
-        nodes. Returns each PreviewAny's text and each chat node's result by node id. Anything it cannot run,
-        and any missing input file, is refused before the model is called."""
+        """Run a ComfyUI OpenAI Chat workflow (LoadImage, ImageBatch/BatchImagesNode, OpenAIChatConfig,
+        OpenAIInputFiles, OpenAIChatNode, PreviewAny; muted and bypassed nodes honoured). Returns each
+        PreviewAny's text and each chat node's result by node id. What it cannot run, or a missing input file,
+        is refused before any model call."""
         deps: Deps = ctx.request_context.lifespan_context
         folder = None
         if input_dir is not None and input_dir.strip():

@@ -38,7 +38,7 @@ Prompt = Annotated[
 ]
 ImageIds = Annotated[
     list[str] | None,
-    Field(description="Image ids (or image://<id>) to send; default: the images loaded since the last turn."),
+    Field(description="Image ids to send (default: those loaded since the last turn; [] for a text-only turn)."),
 ]
 FileIds = Annotated[
     list[str] | None, Field(description="File ids to send; default: the files attached since the last turn.")
@@ -48,17 +48,13 @@ PersistContext = Annotated[
 ]
 ContinueFrom = Annotated[
     StartingPoint,
-    Field(
-        description="Continue from this earlier turn number instead of the last, or 'start' to begin afresh. "
-        "Later turns are kept."
-    ),
+    Field(description="Continue from this earlier turn instead of the last ('start': afresh); later turns are kept."),
 ]
 TurnModel = Annotated[str | None, Field(description="Use this model for this turn only.")]
 DryRun = Annotated[
     bool,
     Field(
-        description="Return the request that would be sent and its estimated tokens and cost, without "
-        "calling the model."
+        description="Return the request that would be sent, with estimated tokens and cost, without calling the model."
     ),
 ]
 WaitSeconds = Annotated[
@@ -66,16 +62,16 @@ WaitSeconds = Annotated[
     Field(
         ge=0,
         le=MAX_WAIT,
-        description="How long to wait for the answer before returning status 'running' "
-        "(default: the server's IMAGECHAT_WAIT_SECONDS, just under a minute).",
+        description="Seconds to wait for the answer before returning status 'running' (default "
+        "IMAGECHAT_WAIT_SECONDS, under a minute).",
     ),
 ]
 TurnNumber = Annotated[
     int | None,
     Field(
         ge=1,
-        description="Instead of asking anything: wait for this earlier turn (one that came back "
-        "'running') and return its answer. No prompt needed.",
+        description="Fetch this earlier turn's answer (one that came back 'running') instead of asking; no prompt "
+        "needed.",
     ),
 ]
 
@@ -84,8 +80,8 @@ class ChatResult(BaseModel):
     conversation_id: str
     turn: int | None = Field(description="The turn number (null for a dry run).")
     status: str = Field(
-        description="completed; incomplete (see incomplete_reason); running (still generating: call chat with "
-        "turn=<n> or preview to get it); failed (see error); dry_run."
+        description="completed, incomplete (see incomplete_reason), running (fetch it with chat(turn=<n>)), "
+        "failed (see error) or dry_run."
     )
     text: str = Field(default="", description="The answer (so far, while running).")
     model: str

@@ -29,18 +29,14 @@ SourceArg = Annotated[
     str | list[str],
     Field(
         description=(
-            "One image or a list: a file path, a file:// URL, a data:image/...;base64, URL, or image://<id> of "
-            "an image loaded before. Local files must be inside the allowed folders."
+            "One image or a list: a path or file:// URL inside the allowed folders, a data:image/...;base64, URL, "
+            "or image://<id> of a loaded image."
         )
     ),
 ]
 FramesArg = Annotated[
     Frames,
-    Field(
-        description=(
-            "For animated images: 'first' frame only, or 'all' frames (sampled evenly up to a cap) as a batch."
-        )
-    ),
+    Field(description=("Animated images: the 'first' frame, or 'all' frames (sampled evenly up to a cap) as a batch.")),
 ]
 
 

@@ -24,8 +24,8 @@ TargetArg = Annotated[
     str,
     Field(
         description=(
-            "'last' answer, 'conversation' (every turn), 'options', 'pending' attachments, 'turn:<n>' (that "
-            "turn's answer; its whole record with format='json'), or 'image:<image_id>' (a small thumbnail)."
+            "'last' answer, 'conversation', 'options', 'pending', 'turn:<n>' (its answer; the whole turn with "
+            "format='json') or 'image:<image_id>' (a thumbnail)."
         )
     ),
 ]
@@ -33,8 +33,8 @@ FormatArg = Annotated[
     PreviewFormat,
     Field(
         description=(
-            "'text': strings as they are, other values as JSON; 'json': always JSON; 'markdown': a readable "
-            "transcript for target='conversation'."
+            "'text' (strings as they are, the rest as JSON), 'json', or 'markdown' (a transcript of "
+            "target='conversation')."
         )
     ),
 ]

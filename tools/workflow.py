@@ -31,24 +31,23 @@ from tools.workflow_run import Files, Images, Outputs, Run, preflight, run_nodes
 WorkflowArg = Annotated[
     str | dict[str, Any],
     Field(
-        description="A ComfyUI workflow: the path of its .json file inside the allowed folders, or the JSON "
-        "object itself, in the UI format (nodes and links, as saved from ComfyUI) or the API format "
-        "({'<id>': {'class_type', 'inputs'}})."
+        description="A ComfyUI workflow: its .json path (inside the allowed folders) or the JSON itself, in the "
+        "UI or the API format."
     ),
 ]
 InputDirArg = Annotated[
     str | None,
     Field(
-        description="Folder where LoadImage and OpenAIInputFiles names are looked up, like ComfyUI's input "
-        "folder; must be inside the allowed folders. Default: IMAGECHAT_INPUT_DIR, else the first allowed folder."
+        description="ComfyUI's input folder for LoadImage/OpenAIInputFiles names, inside the allowed folders "
+        "(default: IMAGECHAT_INPUT_DIR, else the first allowed folder)."
     ),
 ]
 RunNameArg = Annotated[
     str | None,
     Field(
         max_length=80,
-        description="Names the run's conversations 'workflow:<name>:node<id>'. Default: the file's name "
-        "without .json, or the workflow's id. Keep it to continue conversations across runs.",
+        description="Names the run's conversations 'workflow:<name>:node<id>' (default: the file name or "
+        "workflow id); reuse it to continue them.",
     ),
 ]
 
