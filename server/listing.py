@@ -9,8 +9,7 @@ never reads:
   (status, turn, text, notes, what waits for the next turn) with their type and a short description. The structured
   content is the same; only its advertised shape is terser, so every result still validates against it. The chat
   result, which run_workflow nests by node id, is described once, under chat;
-- descriptions written as docstrings lose their line breaks and indentation;
-- annotations leave out a hint that says what the protocol assumes anyway when it is absent.
+- descriptions written as docstrings lose their line breaks and indentation.
 """
 
 from __future__ import annotations
@@ -107,10 +106,6 @@ def kind_list(field: Mapping[str, Any]) -> list[str]:
     return sorted(SCALARS | {"object", "array"})
 
 
-# What MCP assumes for an absent hint (ToolAnnotations).
-HINT_DEFAULTS = {"read_only_hint": False, "destructive_hint": True, "idempotent_hint": False, "open_world_hint": True}
-
-
 def shaped(tool: Tool, *, app_only: bool = False) -> Tool:
     """The tool as listed: compact input schema, shallow output schema, tidy description. An app-only tool has no
     output schema: only the app calls it, and the app reads its structured content as it comes."""
@@ -119,13 +114,5 @@ def shaped(tool: Tool, *, app_only: bool = False) -> Tool:
             "description": tidy(tool.description),
             "input_schema": compact_input(tool.input_schema),
             "output_schema": shallow_output(tool.output_schema) if tool.output_schema and not app_only else None,
-            "annotations": terse_hints(tool),
         }
     )
-
-
-def terse_hints(tool: Tool) -> Any:
-    if tool.annotations is None:
-        return None
-    said = {name: value for name, value in HINT_DEFAULTS.items() if getattr(tool.annotations, name) != value}
-    return tool.annotations.model_copy(update={name: None for name in HINT_DEFAULTS if name not in said})

@@ -60,7 +60,10 @@ async def test_values_out_of_range_are_refused(settings: Settings, mode: str) ->
     assert unchanged["options"]["max_output_tokens"] == 4096 and unchanged["options"]["temperature"] is None
 
 
-async def test_reasoning_models_refuse_sampling_and_name_what_they_take(settings: Settings, mode: str) -> None:
+async def test_reasoning_models_refuse_sampling_and_name_what_they_take(
+    settings: Settings, upstream: FakeUpstream, mode: str
+) -> None:
+    upstream.models.append("llava:13b")  # a local model the upstream serves and the server has no rules for
     async with connect(settings, mode) as client:
         message = await fails(client, "set_options", {"model": "o3", "temperature": 0.5})
         effort = await fails(client, "set_options", {"model": "o3", "reasoning_effort": "minimal"})

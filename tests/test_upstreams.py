@@ -130,8 +130,9 @@ async def test_models_resource_lists_the_upstreams_models(settings: Settings, mo
 
 
 async def test_dry_run_estimates_cost_and_renders_the_api_in_use(
-    settings: Settings, pictures: Path, chat_only: FakeUpstream, mode: str
+    settings: Settings, pictures: Path, upstream: FakeUpstream, chat_only: FakeUpstream, mode: str
 ) -> None:
+    upstream.models.append("llava:13b")  # a model the upstream serves and the server has no price for
     async with connect(settings, mode) as client:
         await call(client, "set_options", {"model": "gpt-4o", "max_output_tokens": 1000})
         priced = await call(client, "chat", {"prompt": "hi", "dry_run": True, "images": []})

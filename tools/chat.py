@@ -20,10 +20,11 @@ from pydantic import BaseModel, Field
 
 from tools import pricing
 from tools.deps import ConversationId, Deps, check_conversation_id
-from tools.models import Turn, Usage
+from tools.model_check import check_model
+from tools.models import SentImage, Turn, Usage
 from tools.plan import ChatCall, plan_turn
 from tools.plan import StartingPoint as StartingPoint
-from tools.request import TokenEstimate, abbreviate, build_request, estimate
+from tools.request import TokenEstimate, abbreviate, build_request, estimate, sent_images
 from tools.sanitize import clean_text
 from tools.turn import TurnRun, live, refresh, start
 
@@ -91,6 +92,7 @@ class ChatResult(BaseModel):
     error: str | None = None
     parent: int | None = Field(default=None, description="The turn this one continued from.")
     images: list[str] = Field(default_factory=list, description="Image ids sent with this turn.")
+    sent: list[SentImage] = Field(default_factory=list, description="Each image's size, detail and tokens as sent.")
     files: list[str] = Field(default_factory=list, description="File ids sent with this turn.")
     notes: list[str] = Field(default_factory=list)
     request: dict[str, Any] | None = Field(default=None, description="Dry run: the request as it would be sent.")
@@ -111,6 +113,7 @@ def result_of(conversation_id: str, turn: Turn, notes: list[str] | None = None) 
         error=turn.error,
         parent=turn.parent,
         images=turn.images,
+        sent=turn.sent,
         files=turn.files,
         notes=notes or [],
     )
@@ -189,6 +192,9 @@ async def chat(
 async def rehearse(deps: Deps, conversation_id: str, call: ChatCall) -> ChatResult:
     """A dry run: the turn planned against the conversation as it is now, and its request, not sent."""
     plan = plan_turn(await deps.conversation(conversation_id), call, max_images=deps.limits.max_images_per_turn)
+    refusal, note = await check_model(deps.upstream, plan.options.model)
+    if refusal:
+        raise ToolError(f"{refusal} Choose one with set_options(model=...) or chat(model=...). Nothing was sent.")
     request = await build_request(deps, plan)
     tokens = estimate(request)
     return ChatResult(
@@ -198,8 +204,9 @@ async def rehearse(deps: Deps, conversation_id: str, call: ChatCall) -> ChatResu
         model=plan.options.model,
         parent=plan.parent,
         images=plan.images,
+        sent=sent_images(request),
         files=plan.files,
-        notes=plan.notes,
+        notes=plan.notes + ([note] if note else []),
         request=abbreviate(deps.upstream.render(request)),
         estimated_input_tokens=tokens,
         estimated_cost_usd=pricing.estimate(plan.options.model, tokens.total, plan.options.max_output_tokens),

@@ -56,6 +56,7 @@ class LoadImageResult(BaseModel):
     conversation_id: str
     images: list[LoadedImage]
     pending_images: int = Field(description="Images now waiting to be sent with the next chat turn.")
+    notes: list[str] = Field(default_factory=list, description="Which frames of an animation were taken.")
 
 
 def _decode(data: bytes, frames: Frames, deps: Deps) -> list[tuple[image_decode.ImageInfo, bytes]]:
@@ -70,7 +71,14 @@ def _decode(data: bytes, frames: Frames, deps: Deps) -> list[tuple[image_decode.
             still = image_decode.inspect_image(blobs[0], max_pixels=limits.max_pixels, max_frames=1)
             info = replace(still, frames=info.frames)
         return [(info, blobs[0])]
-    return [(image_decode.inspect_image(blob, max_pixels=limits.max_pixels, max_frames=1), blob) for blob in blobs]
+    # Each sampled frame is a still of its own; its record still says how many frames the source had.
+    return [
+        (
+            replace(image_decode.inspect_image(blob, max_pixels=limits.max_pixels, max_frames=1), frames=info.frames),
+            blob,
+        )
+        for blob in blobs
+    ]
 
 
 def document_kind(name: str, data: bytes) -> str | None:
@@ -79,6 +87,19 @@ def document_kind(name: str, data: bytes) -> str | None:
         return "PDF"
     suffix = PurePosixPath(name).suffix.lower()
     return suffix.lstrip(".").upper() if suffix in DOCUMENT_TYPES else None
+
+
+def frames_note(source: str, frames: Frames, count: int, max_frames: int) -> str | None:
+    """What was taken from an animation of `count` frames."""
+    if count <= 1:
+        return None
+    if frames == "first":
+        return f"{source_label(source)} has {count} frames: only the first was taken (frames='all' takes a batch)."
+    from tools.imaging import frame_indices
+
+    taken = frame_indices(count, max_frames)
+    which = ", ".join(str(index + 1) for index in taken)
+    return f"{source_label(source)}: frames='all' took {len(taken)} of {count} frames (frames {which})."
 
 
 async def read_images(deps: Deps, source: str, frames: Frames) -> list[tuple[ImageRecord, bytes | None]]:
@@ -132,10 +153,15 @@ async def load_image(
     check_conversation_id(conversation_id)
     # Read every source before storing anything, so one bad source leaves the conversation as it was.
     loaded: list[tuple[ImageRecord, bytes | None]] = []
+    notes: list[str] = []
     for item in sources:
         if not isinstance(item, str) or not item.strip():
             raise ToolError("Every source must be a non-empty string.")
-        loaded.extend(await read_images(deps, item.strip(), frames))
+        read = await read_images(deps, item.strip(), frames)
+        loaded.extend(read)
+        note = frames_note(item.strip(), frames, read[0][0].frames, deps.limits.max_frames)
+        if note and not item.strip().startswith(IMAGE_SCHEME):
+            notes.append(note)
     for record, blob in loaded:
         if blob is not None:
             await deps.store.put_image(record, blob)
@@ -161,4 +187,5 @@ async def load_image(
             for record, _ in loaded
         ],
         pending_images=len(conversation.pending_images),
+        notes=notes,
     )

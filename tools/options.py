@@ -20,6 +20,7 @@ from pydantic.fields import FieldInfo
 
 from tools import model_rules
 from tools.deps import ConversationId, Deps
+from tools.model_check import check_model
 from tools.models import DEFAULT_MAX_OUTPUT_TOKENS, Detail, Options, ReasoningEffort, ResponseFormat, Truncation
 
 ModelArg = Annotated[str | None, Field(description="Model, e.g. gpt-4.1-mini, gpt-4o, o3, gpt-5.")]
@@ -47,7 +48,10 @@ TemperatureArg = Annotated[float | None, Field(ge=0, le=2, description="Non-reas
 TopPArg = Annotated[float | None, Field(ge=0, le=1, description="Non-reasoning models only.")]
 DetailArg = Annotated[
     Detail | None,
-    Field(description="How closely the model looks: low (cheap, 512 px), high, auto, or original (full resolution)."),
+    Field(
+        description="How closely the model looks: low (fewest tokens; 512 px on gpt-4o, gpt-4.1, gpt-5, o3, larger "
+        "on others), high, auto, or original (full size, newest models). The result's notes say what it means."
+    ),
 ]
 ResponseFormatArg = Annotated[ResponseFormat | None, Field(description="'json' asks for a JSON object.")]
 ResetArg = Annotated[bool, Field(description="Start from the defaults before applying the rest.")]
@@ -94,6 +98,10 @@ class OptionsResult(BaseModel):
     notes: list[str] = Field(
         default_factory=list,
         description="Settings dropped because the model cannot take them, and similar remarks.",
+    )
+    model_note: str | None = Field(default=None, description="Why the model name could not be checked, if so.")
+    images: str | None = Field(
+        default=None, description="What the detail means on this model: the size and tokens an image is sent at."
     )
 
 
@@ -165,10 +173,22 @@ async def set_options(
 ) -> OptionsResult:
     changes = changes or OptionChanges()
     check_changes(deps, changes)
+    said: list[str] = []
+    if changes.model:
+        refusal, note = await check_model(deps.upstream, changes.model.strip())
+        if refusal:
+            raise ToolError(f"{refusal} Nothing was changed.")
+        said += [note] if note else []
     async with deps.store.lock(conversation_id):
         conversation = await deps.conversation(conversation_id)
         updated, notes = apply(deps, conversation.options, changes)
         conversation.options = updated
         conversation.updated_at = time.time()
         await deps.store.put_conversation(conversation)
-    return OptionsResult(conversation_id=conversation_id, options=updated, notes=notes)
+    return OptionsResult(
+        conversation_id=conversation_id,
+        options=updated,
+        notes=notes,
+        model_note=" ".join(said) or None,
+        images=model_rules.vision_note(updated.model) or model_rules.detail_note(updated.model, updated.detail),
+    )

@@ -33,9 +33,13 @@ class CostEstimate(BaseModel):
     prices_per_million: tuple[float, float]
 
 
+def price_of(model: str) -> tuple[float, float] | None:
+    """USD per million (input, output) tokens; dated snapshots share their model's price."""
+    return PRICES.get(_SNAPSHOT.sub("", model.strip().lower()))
+
+
 def estimate(model: str, input_tokens: int, max_output_tokens: int) -> CostEstimate | None:
-    name = _SNAPSHOT.sub("", model.strip().lower())
-    prices = PRICES.get(name)
+    prices = price_of(model)
     if prices is None:
         return None
     per_in, per_out = prices

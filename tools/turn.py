@@ -27,7 +27,7 @@ from tools.deps import Deps
 from tools.models import Conversation, Turn
 from tools.plan import ChatCall, TurnPlan, plan_turn
 from tools.ports import ChatReply, ContextLost
-from tools.request import build_request
+from tools.request import build_request, sent_images
 from tools.sanitize import clean_text
 
 log = logging.getLogger(__name__)
@@ -122,8 +122,11 @@ class TurnRun:
         return plan
 
     async def answer(self, deps: Deps, plan: TurnPlan) -> ChatReply:
+        request = await build_request(deps, plan)
+        if self.draft is not None:  # the record says how each image went to the model (size, detail, tokens)
+            self.draft = self.draft.model_copy(update={"sent": sent_images(request)})
         try:
-            return await deps.upstream.send(await build_request(deps, plan), self)
+            return await deps.upstream.send(request, self)
         except ContextLost:
             self.notes.append(REPLAYED)
             return await deps.upstream.send(await build_request(deps, plan.replayed()), self)
