@@ -24,6 +24,7 @@ def register_workflow_tool(server: MCPServer[Deps]) -> None:
         ctx: Context[Deps, Any],
         input_dir: workflow_step.InputDirArg = None,
         name: workflow_step.RunNameArg = None,
+        dry_run: workflow_step.WorkflowDryRunArg = False,
     ) -> workflow_step.WorkflowResult:
         """Run a ComfyUI OpenAI Chat workflow (LoadImage, ImageBatch/BatchImagesNode, OpenAIChatConfig,
         OpenAIInputFiles, OpenAIChatNode, PreviewAny; muted and bypassed nodes honoured). Returns each
@@ -33,4 +34,6 @@ def register_workflow_tool(server: MCPServer[Deps]) -> None:
         folder = None
         if input_dir is not None and input_dir.strip():
             folder = await deps.reader.allowed_folder(input_dir, argument="input_dir")
-        return await workflow_step.run_workflow(deps, workflow, input_dir=folder, name=name, progress=progress_of(ctx))
+        return await workflow_step.run_workflow(
+            deps, workflow, input_dir=folder, name=name, progress=progress_of(ctx), dry_run=dry_run
+        )

@@ -114,7 +114,7 @@ def dry_run(result: Mapping[str, Any]) -> str:
 
 
 def workflow_ran(result: Mapping[str, Any]) -> str:
-    if result.get("status") == "dry_run":
+    if result.get("estimate"):
         return workflow_dry_run(result)
     lines = [f"Workflow {result.get('workflow')!r} ({result.get('format')} format) ran."]
     for node, text in (result.get("previews") or {}).items():

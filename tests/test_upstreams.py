@@ -126,7 +126,9 @@ async def test_models_resource_lists_the_upstreams_models(settings: Settings, mo
     with FakeUpstream(models=("llava:13b", "qwen2.5vl:7b")) as fake:
         async with connect(settings, mode, base_url=fake.base_url) as client:
             content = (await client.read_resource("imagechat://models")).contents[0]
-    assert isinstance(content, TextResourceContents) and json.loads(content.text) == ["llava:13b", "qwen2.5vl:7b"]
+    # The resource also describes the known models (prices, images, details); the upstream's ids are under "served".
+    assert isinstance(content, TextResourceContents)
+    assert json.loads(content.text)["served"] == ["llava:13b", "qwen2.5vl:7b"]
 
 
 async def test_dry_run_estimates_cost_and_renders_the_api_in_use(

@@ -192,9 +192,7 @@ async def chat(
 async def rehearse(deps: Deps, conversation_id: str, call: ChatCall) -> ChatResult:
     """A dry run: the turn planned against the conversation as it is now, and its request, not sent."""
     plan = plan_turn(await deps.conversation(conversation_id), call, max_images=deps.limits.max_images_per_turn)
-    refusal, note = await check_model(deps.upstream, plan.options.model)
-    if refusal:
-        raise ToolError(f"{refusal} Choose one with set_options(model=...) or chat(model=...). Nothing was sent.")
+    said = await check_known_model(deps, plan.options.model)
     request = await build_request(deps, plan)
     tokens = estimate(request)
     return ChatResult(
@@ -206,11 +204,20 @@ async def rehearse(deps: Deps, conversation_id: str, call: ChatCall) -> ChatResu
         images=plan.images,
         sent=sent_images(request),
         files=plan.files,
-        notes=plan.notes + ([note] if note else []),
+        notes=plan.notes + said,
         request=abbreviate(deps.upstream.render(request)),
         estimated_input_tokens=tokens,
         estimated_cost_usd=pricing.estimate(plan.options.model, tokens.total, plan.options.max_output_tokens),
     )
+
+
+async def check_known_model(deps: Deps, model: str) -> list[str]:
+    """A dry run's check of the model name (tools/model_check.py): refused, or passed with what could not be
+    checked."""
+    refusal, note = await check_model(deps.upstream, model)
+    if refusal:
+        raise ToolError(f"{refusal} Choose one with set_options(model=...) or chat(model=...). Nothing was sent.")
+    return [note] if note else []
 
 
 async def follow(deps: Deps, run: TurnRun, wait: float, progress: Progress | None) -> ChatResult:

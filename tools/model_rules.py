@@ -111,6 +111,26 @@ def vision_note(model: str) -> str | None:
     return f"{model} takes no images: chat refuses a turn with images while it is the model."
 
 
+def catalogue() -> dict[str, dict[str, object]]:
+    """Each known model as the models resource shows it: prices, images, details, options, APIs."""
+    from tools.image_sizing import supported_details
+    from tools.pricing import price_of
+
+    found: dict[str, dict[str, object]] = {}
+    for name in known_names():
+        rules, prices = rules_for(name), price_of(name)
+        vision = rules.vision if rules else True
+        found[name] = {
+            "usd_per_million_tokens": {"input": prices[0], "output": prices[1]} if prices else None,
+            "images": vision,
+            "details": list(supported_details(name)) if vision else [],
+            "reasoning_efforts": list(rules.efforts) if rules and rules.efforts else [],
+            "temperature_top_p": rules.sampling if rules else True,
+            "apis": list(rules.apis) if rules else ["responses", "chat"],
+        }
+    return found
+
+
 def api_refusal(model: str, api: str) -> str | None:
     """Why `model` cannot be asked through `api` ("responses" or "chat"), or None when it can."""
     rules = rules_for(model)

@@ -24,6 +24,7 @@ from tools.chat import ChatResult, Progress
 from tools.deps import Deps
 from tools.load_image import read_images
 from tools.sanitize import clean_text
+from tools.workflow_estimate import WorkflowEstimate, estimate_nodes
 from tools.workflow_graph import Plan
 from tools.workflow_run import Files, Images, Outputs, Run, preflight, run_nodes
 
@@ -58,6 +59,11 @@ class SkippedNode(BaseModel):
     reason: str
 
 
+WorkflowDryRunArg = Annotated[
+    bool, Field(description="Estimate every chat node's tokens and cost without calling any model.")
+]
+
+
 class WorkflowResult(BaseModel):
     workflow: str = Field(
         description="The run's name: OpenAIChatNode <id> chats in conversation 'workflow:<name>:node<id>'."
@@ -66,6 +72,7 @@ class WorkflowResult(BaseModel):
     previews: dict[str, str] = Field(description="Each PreviewAny's text, by node id.")
     chats: dict[str, ChatResult] = Field(description="Each OpenAIChatNode's result, by node id.")
     skipped: list[SkippedNode] = Field(description="Nodes that did not run: notes, muted, bypassed, unconnected.")
+    estimate: WorkflowEstimate | None = Field(default=None, description="A dry run's estimate (nothing was sent).")
 
 
 async def run_workflow(
@@ -75,12 +82,22 @@ async def run_workflow(
     input_dir: Path | None = None,
     name: RunNameArg = None,
     progress: Progress | None = None,
+    dry_run: WorkflowDryRunArg = False,
 ) -> WorkflowResult:
     document, file_stem = await load_document(deps, workflow)
     plan = workflow_graph.parse(document)
     run = Run(deps, clean_name(name or file_stem or plan.workflow_id or "inline"), plan, progress)
     await preflight(run)
     run.outputs.update(await read_inputs(deps, plan, input_dir or deps.input_dir))
+    if dry_run:
+        return WorkflowResult(
+            workflow=run.name,
+            format="ui" if plan.format == "ui" else "api",
+            previews={},
+            chats={},
+            skipped=[SkippedNode(node_id=s.node_id, type=s.type, reason=s.reason) for s in plan.skipped],
+            estimate=await estimate_nodes(run),
+        )
     await run_nodes(run)
     return WorkflowResult(
         workflow=run.name,
