@@ -72,11 +72,11 @@ def known_names() -> list[str]:
 
 
 def is_known(model: str) -> bool:
-    """Whether the server has rules for the model (options, image sizing or price)."""
-    from tools.image_sizing import model_family
+    """Whether the server has option rules or a price for the model, by its whole name (dated snapshots included):
+    image sizing matches name prefixes, so a typo such as gpt-4.1-mnii would pass it."""
     from tools.pricing import price_of
 
-    return rules_for(model) is not None or model_family(model) != "unknown" or price_of(model) is not None
+    return rules_for(model) is not None or price_of(model) is not None
 
 
 # A 4000x3000 photo: what a detail level means on a model is said with it.
