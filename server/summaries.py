@@ -18,6 +18,10 @@ def plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
+def waits(count: int) -> str:
+    return "waits" if count == 1 else "wait"
+
+
 def compact(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
@@ -33,7 +37,8 @@ def loaded(result: Mapping[str, Any]) -> str:
     waiting = result.get("pending_images", 0)
     return (
         f"Loaded {plural(len(images), 'image')} into {result['conversation_id']!r}: {shown}. "
-        f"{plural(waiting, 'image')} now wait for the next chat turn: chat(prompt=...) sends them."
+        f"{plural(waiting, 'image')} now {waits(waiting)} for the next chat turn: chat(prompt=...) sends "
+        f"{'it' if waiting == 1 else 'them'}."
     )
 
 
@@ -43,7 +48,7 @@ def attached(result: Mapping[str, Any]) -> str:
     waiting = result.get("pending_files", 0)
     return (
         f"Attached {plural(len(files), 'document')} to {result['conversation_id']!r}: {shown}. "
-        f"{plural(waiting, 'file')} now wait for the next chat turn."
+        f"{plural(waiting, 'file')} now {waits(waiting)} for the next chat turn."
     )
 
 
