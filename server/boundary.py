@@ -105,7 +105,11 @@ class ImageChatServer(MCPServer[Deps]):
     async def _handle_list_tools(
         self, ctx: ServerRequestContext[Deps], params: PaginatedRequestParams | None
     ) -> ListToolsResult:
-        """tools/list as a model reads it (server.listing); app-only tools only for clients that declared MCP Apps."""
+        """tools/list as a model reads it (server.listing); app-only tools only for clients that declared MCP Apps.
+
+        The SDK's handler is overridden because it is the one place that sees the caller's capabilities (there is
+        no public hook with the request context); `list_tools()` stays as the SDK builds it, since call_tool's
+        argument checks read the full schemas from it."""
         apps = client_supports_apps(ctx)
         listed = await self.list_tools()
         return ListToolsResult(
