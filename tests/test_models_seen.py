@@ -180,9 +180,7 @@ async def test_a_workflow_dry_run_estimates_every_chat_node_and_sends_nothing(
         result = await client.call_tool(
             "run_workflow", {"workflow": workflow, "input_dir": str(inputs), "dry_run": True}
         )
-        node_conversation = json.loads(
-            (await call(client, "preview", {"conversation_id": "workflow:inline:node3", "target": "options"}))["text"]
-        )
+        stored = (await client.read_resource("conversations://all")).contents[0]
     assert not result.is_error and result.structured_content is not None
     estimate = result.structured_content["estimate"]
     chat = estimate["chats"]["3"]
@@ -192,4 +190,4 @@ async def test_a_workflow_dry_run_estimates_every_chat_node_and_sends_nothing(
     assert result.structured_content["chats"] == {} and result.structured_content["previews"] == {}
     text = " ".join(getattr(block, "text", "") for block in result.content)
     assert "OpenAIChatNode 3 (o1-pro): about" in text and "Whole workflow: at most $" in text
-    assert posts(upstream) == [] and node_conversation["model"] != "o1-pro"  # nothing sent, nothing changed
+    assert posts(upstream) == [] and json.loads(getattr(stored, "text", "")) == []  # nothing sent, nothing stored
