@@ -2,6 +2,9 @@
 
 - Tool calls: arguments a tool does not take are refused before it runs (nothing is sent upstream, nothing
   changes), and pydantic's validation dumps become one sentence per argument (server.arguments).
+- tools/list says each thing once (server.listing); app-only tools are listed only to clients that declared MCP Apps
+  (in either era the client's capabilities say so), since no other client can show the app that calls them.
+- A tool result's text is a short summary (server.summaries), not a second copy of its structured content.
 - Tool results, errors and text resources never carry the API key (server.logsafe).
 - Image resources carry each image's own mime type (a template has only one).
 - prompts/get with an unknown prompt or a missing argument is an invalid-params error (-32602) that says what
@@ -10,19 +13,32 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from mcp.server.apps import client_supports_apps
+from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.shared.exceptions import MCPError
-from mcp_types import INVALID_PARAMS, CallToolResult, GetPromptResult, InputRequiredResult, Prompt, Tool
+from mcp_types import (
+    INVALID_PARAMS,
+    CallToolResult,
+    GetPromptResult,
+    InputRequiredResult,
+    ListToolsResult,
+    PaginatedRequestParams,
+    Prompt,
+    TextContent,
+    Tool,
+)
 from pydantic import AnyUrl, ValidationError
 
 from server import arguments as checks
-from server import failures, logsafe
+from server import failures, listing, logsafe, summaries
 from tools.deps import Deps
 
 
@@ -73,7 +89,7 @@ class ImageChatServer(MCPServer[Deps]):
             raise ToolError(f"Error executing tool {name}: {words}") from None
         except ToolError as exc:
             raise logsafe.scrub_error(reworded(exc, name, schemas.get(name), arguments)) from exc.__cause__
-        return logsafe.scrub_result(result) if isinstance(result, CallToolResult) else result
+        return logsafe.scrub_result(summarised(name, result)) if isinstance(result, CallToolResult) else result
 
     async def read_resource(
         self, uri: AnyUrl | str, context: Context[Deps, Any] | None = None
@@ -94,6 +110,20 @@ class ImageChatServer(MCPServer[Deps]):
             for item in result
         ]
 
+    async def _handle_list_tools(
+        self, ctx: ServerRequestContext[Deps], params: PaginatedRequestParams | None
+    ) -> ListToolsResult:
+        """tools/list as a model reads it (server.listing); app-only tools only for clients that declared MCP Apps.
+
+        The SDK's handler is overridden because it is the one place that sees the caller's capabilities (there is
+        no public hook with the request context); `list_tools()` stays as the SDK builds it, since call_tool's
+        argument checks read the full schemas from it."""
+        apps = client_supports_apps(ctx)
+        listed = await self.list_tools()
+        return ListToolsResult(
+            tools=[listing.shaped(tool, app_only=app_only(tool)) for tool in listed if apps or not app_only(tool)]
+        )
+
     async def run_stdio_lines(self, lines: Any) -> None:
         """Serve stdio reading the requests from `lines` (an async iterator of lines; see server.terminal)."""
         from mcp.server.stdio import stdio_server
@@ -110,6 +140,24 @@ class ImageChatServer(MCPServer[Deps]):
         if problem:
             raise MCPError(code=INVALID_PARAMS, message=problem, data={"name": name})
         return await super().get_prompt(name, arguments, context)
+
+
+def summarised(tool: str, result: CallToolResult) -> CallToolResult:
+    """The result with a short summary as its text where the text was only a copy of the structured content."""
+    structured = result.structured_content
+    if result.is_error or structured is None or len(result.content) != 1:
+        return result
+    block = result.content[0]
+    if not isinstance(block, TextContent) or not copies(block.text, structured):
+        return result
+    return result.model_copy(update={"content": [TextContent(type="text", text=summaries.summary(tool, structured))]})
+
+
+def copies(text: str, structured: Mapping[str, Any]) -> bool:
+    try:
+        return bool(json.loads(text) == structured)
+    except ValueError:
+        return False
 
 
 def reworded(exc: ToolError, tool: str, schema: Mapping[str, Any] | None, arguments: Mapping[str, Any]) -> ToolError:

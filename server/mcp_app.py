@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from tools import chat as chat_step
 from tools import options as options_step
 from tools.conversation_view import ConversationView, Running, build_view, referenced, rerun_of, view_text
-from tools.deps import Deps, check_conversation_id
+from tools.deps import ConversationId, Deps, check_conversation_id
 from tools.models import Detail, FileRecord, ImageRecord
 from tools.pending import remove_pending
 from tools.turn import live, refresh
@@ -36,7 +36,6 @@ THUMB = {"thumb": (192, 30_000), "large": (1024, 400_000)}  # longest side in px
 MAX_IMAGES_PER_CALL = 64
 APP_WAIT_SECONDS = 1.0  # the page shows progress by polling, so it does not hold a request open for the answer
 
-ConversationId = Annotated[str, Field(description="Which conversation; created on first use.", max_length=128)]
 WaitSeconds = Annotated[
     float, Field(ge=0, le=60, description="How long to wait for the answer before returning status 'running'.")
 ]
@@ -143,9 +142,8 @@ def register_view_tools(apps: Apps) -> None:
     async def show_conversation(
         ctx: Context[Deps, Any], conversation_id: ConversationId = "default"
     ) -> Annotated[CallToolResult, ConversationView]:
-        """Show the conversation to the person: images, every turn's prompt and answer, branches, options,
-        pending attachments, usage and cost. Hosts with MCP Apps display it interactively (the person can
-        rewind, re-run, change options); the text result carries the same content for other hosts."""
+        """Show the person the conversation: images, turns, branches, options, pending attachments and cost.
+        MCP Apps hosts render it interactively; others get the same as text."""
         view = await load_view(deps_of(ctx), conversation_id)
         return CallToolResult(
             content=[TextContent(type="text", text=view_text(view))], structured_content=view.model_dump(mode="json")

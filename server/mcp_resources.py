@@ -11,6 +11,7 @@ from mcp.server.mcpserver import Context, MCPServer, ResourceSecurity
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 
 from prompts import presets
+from tools import model_rules
 from tools.deps import Deps
 
 
@@ -80,8 +81,9 @@ def register_resources(server: MCPServer[Deps], current: Callable[[], Deps | Non
     @server.resource(
         "imagechat://models",
         name="models",
-        title="Models the upstream serves",
-        description="The model ids the configured OpenAI-compatible upstream lists at /v1/models.",
+        title="Models: what each costs and takes, and what the upstream serves",
+        description="Per known model: USD per million input/output tokens, whether it takes images, its detail "
+        "levels, reasoning efforts and sampling; and the model ids the upstream lists at /v1/models.",
         mime_type="application/json",
     )
     async def models() -> str:
@@ -89,6 +91,7 @@ def register_resources(server: MCPServer[Deps], current: Callable[[], Deps | Non
         if deps is None:
             raise ResourceError("The server is not running.")
         try:
-            return json.dumps(await deps.upstream.list_models())
+            served: list[str] | str = await deps.upstream.list_models()
         except ToolError as exc:
-            raise ResourceError(str(exc)) from None
+            served = f"The upstream's list could not be read: {exc}"
+        return json.dumps({"known": model_rules.catalogue(), "served": served}, indent=2)

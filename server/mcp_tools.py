@@ -68,10 +68,8 @@ def register_tools(server: MCPServer[Deps]) -> None:
     )
     @takes(parameters_of(load_step.load_image))
     async def load_image(ctx: Context[Deps, Any], **arguments: Any) -> load_step.LoadImageResult:
-        """Load images and attach them to the conversation's next chat turn (Load Image / Batch Images).
-
-        Images are stored once by content (loading twice gives the same image_id) and EXIF-rotated.
-        If any source fails, nothing is attached and the error names that source."""
+        """Load images for the next chat turn (Load Image / Batch Images): stored once by content, EXIF-rotated;
+        if any source fails, nothing is attached."""
         return await load_step.load_image(deps_of(ctx), **arguments)
 
     @server.tool(
@@ -98,8 +96,8 @@ def register_tools(server: MCPServer[Deps]) -> None:
     async def set_options(
         ctx: Context[Deps, Any], conversation_id: ConversationId = "default", **changes: Any
     ) -> options_step.OptionsResult:
-        """Set the conversation's options (ComfyUI's Advanced Options node, and more). Only the arguments
-        given change; returns the effective options. Values the model cannot take are refused."""
+        """Set the conversation's options (ComfyUI's Advanced Options node, and more): only those given change;
+        values the model cannot take are refused. Returns the options in force."""
         return await options_step.set_options(deps_of(ctx), conversation_id, options_step.OptionChanges(**changes))
 
     @server.tool(
@@ -110,9 +108,8 @@ def register_tools(server: MCPServer[Deps]) -> None:
     )
     @takes(parameters_of(chat_step.chat, leave_out={"progress"}))
     async def chat(ctx: Context[Deps, Any], **arguments: Any) -> chat_step.ChatResult:
-        """Send one turn to the model (ComfyUI's OpenAI Chat node): the prompt, then the images, then the
-        files. Returns the answer text with status, usage and the turn number. A slow answer returns
-        status 'running' with its turn number; chat(turn=<n>) or preview fetches it when it is done."""
+        """Send one turn (ComfyUI's OpenAI Chat node): prompt, then images, then files. Returns the answer with
+        status, usage and turn number; a slow answer returns status 'running': fetch it with chat(turn=<n>)."""
         return await chat_step.chat(deps_of(ctx), progress=progress_of(ctx), **arguments)
 
     @server.tool(
@@ -123,8 +120,7 @@ def register_tools(server: MCPServer[Deps]) -> None:
     )
     @takes(parameters_of(pending_step.clear_pending))
     async def clear_pending(ctx: Context[Deps, Any], **arguments: Any) -> pending_step.ClearPendingResult:
-        """Drop images and files waiting for the conversation's next chat turn (all of them, or the ids given).
-        They stay stored: load_image('image://<id>') attaches one again."""
+        """Drop attachments waiting for the next chat turn (all, or the ids given); they stay stored."""
         return await pending_step.clear_pending(deps_of(ctx), **arguments)
 
     @server.tool(

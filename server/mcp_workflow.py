@@ -25,15 +25,21 @@ def register_workflow_tool(server: MCPServer[Deps]) -> None:
         input_dir: workflow_step.InputDirArg = None,
         name: workflow_step.RunNameArg = None,
         fresh: workflow_step.FreshArg = False,
+        dry_run: workflow_step.WorkflowDryRunArg = False,
     ) -> workflow_step.WorkflowResult:
-        """Run a ComfyUI OpenAI Chat workflow file: LoadImage, ImageBatch/BatchImagesNode, OpenAIChatConfig,
-        OpenAIInputFiles, OpenAIChatNode and PreviewAny nodes, in link order, honouring muted and bypassed
-        nodes. Returns each PreviewAny's text and each chat node's result by node id. Anything it cannot run,
-        and any missing input file, is refused before the model is called."""
+        """Run a ComfyUI OpenAI Chat workflow (LoadImage, image batches, OpenAIChatConfig, OpenAIInputFiles,
+        OpenAIChatNode, PreviewAny; muted and bypassed nodes honoured): each PreviewAny's text and chat node's
+        result by node id. Anything it cannot run is refused before any model call."""
         deps: Deps = ctx.request_context.lifespan_context
         folder = None
         if input_dir is not None and input_dir.strip():
             folder = await deps.reader.allowed_folder(input_dir, argument="input_dir")
         return await workflow_step.run_workflow(
-            deps, workflow, input_dir=folder, name=name, progress=progress_of(ctx), fresh=fresh
+            deps,
+            workflow,
+            input_dir=folder,
+            name=name,
+            progress=progress_of(ctx),
+            fresh=fresh,
+            dry_run=dry_run,
         )

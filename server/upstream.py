@@ -247,7 +247,8 @@ class OpenAIUpstream:
     async def _explain(self, exc: Exception, request: ChatRequest) -> str:
         if self.api == "chat" and upstream_chat.is_file_refusal(exc, request):
             return upstream_chat.file_refusal(exc, request, self.shown_url)
-        message = explain(exc, base_url=self.base_url, model=request.options.model)
+        truncation = request.options.truncation if self.api == "responses" else None
+        message = explain(exc, base_url=self.base_url, model=request.options.model, truncation=truncation)
         if is_model_not_found(exc):
             served = await self._served_models()
             if served:

@@ -93,6 +93,7 @@ class Failure:
     said: str
     where: str
     model: str
+    truncation: str | None = None  # what the request said; None: the API in use has no truncation
 
     @property
     def quote(self) -> str:
@@ -124,13 +125,30 @@ def _rate_limited(f: Failure) -> str:
 def _refused(f: Failure) -> str:
     lowered = f.said.lower()
     if f.code == "context_length_exceeded" or ("context" in lowered and "length" in lowered):
+        return _too_long(f)
+    if f.code in ("content_policy_violation", "content_filter") or "safety" in lowered:
+        return f"The upstream refused the request under its content policy.{f.quote}"
+    return f"The upstream refused the request ({f.status}).{f.quote}"
+
+
+def _too_long(f: Failure) -> str:
+    if f.truncation == "disabled":
         return (
             "The conversation is too long for the model's context window. Start from an earlier turn with "
             f"starting_point=<n> or 'start', or use set_options(truncation='auto').{f.quote}"
         )
-    if f.code in ("content_policy_violation", "content_filter") or "safety" in lowered:
-        return f"The upstream refused the request under its content policy.{f.quote}"
-    return f"The upstream refused the request ({f.status}).{f.quote}"
+    if f.truncation == "auto":
+        # 'auto' already drops the oldest turns: what is left over is this turn's own input.
+        return (
+            "This turn is too long for the model's context window even with truncation 'auto', which already "
+            "drops the oldest turns: its own prompt, images and files are too big. Send fewer images or a lower "
+            f"detail (set_options(detail='low')), shorter files, or start afresh with starting_point='start'.{f.quote}"
+        )
+    return (
+        "The conversation is too long for the model's context window (this API cannot drop the oldest turns "
+        "by itself). Start from an earlier turn with starting_point=<n> or 'start', or send fewer or smaller "
+        f"images and files.{f.quote}"
+    )
 
 
 def _server_failed(f: Failure) -> str:
@@ -149,7 +167,9 @@ _MESSAGES: tuple[tuple[Callable[[Failure], bool], Callable[[Failure], str]], ...
 )
 
 
-def explain(exc: Exception, *, base_url: str, model: str) -> str:
+def explain(exc: Exception, *, base_url: str, model: str, truncation: str | None = None) -> str:
+    """The upstream failure as a message that says what to do; `truncation` is the request's, None where the API
+    in use has none (Chat Completions)."""
     import openai
 
     where = display_url(base_url)
@@ -166,7 +186,9 @@ def explain(exc: Exception, *, base_url: str, model: str) -> str:
     if not isinstance(exc, openai.APIStatusError):
         return f"The upstream call failed: {redact(type(exc).__name__)}: {cut(redact(str(exc)), MESSAGE_LIMIT)}"
     code = getattr(exc, "code", None)
-    failure = Failure(exc, exc.status_code, str(code) if code else None, upstream_message(exc), where, model)
+    failure = Failure(
+        exc, exc.status_code, str(code) if code else None, upstream_message(exc), where, model, truncation
+    )
     for applies, message in _MESSAGES:
         if applies(failure):
             return message(failure)

@@ -77,7 +77,7 @@ async def state(client: Client, conversation_id: str = "default") -> State:
 
 async def prime(client: Client, pictures: Path) -> State:
     """A conversation worth protecting: one turn, and an image waiting for the next."""
-    await call(client, "chat", {"prompt": "What is on the table?"})
+    await call(client, "chat", {"prompt": "What is on the table?", "images": []})
     await call(client, "load_image", {"source": str(pictures / "red.png")})
     before = await state(client)
     assert len(before.turns) == 1 and len(before.pending["images"]) == 1
@@ -712,7 +712,7 @@ async def test_model_output_comes_back_without_hidden_characters(
 ) -> None:
     upstream.add_reply(Reply(text="A red card.\u200b" + TAGS + "\u202e"))
     async with serve(settings, mode) as client:
-        answer = await call(client, "chat", {"prompt": "What is it?\u2066" + TAGS})
+        answer = await call(client, "chat", {"prompt": "What is it?\u2066" + TAGS, "images": []})
         shown = await call(client, "preview", {})
         turns = json.loads((await call(client, "preview", {"target": "conversation", "format": "json"}))["text"])
         resource = await client.read_resource("conversation://default")
@@ -758,8 +758,8 @@ async def test_an_echoed_key_is_in_no_result_and_no_log(
     caplog.set_level(logging.DEBUG)
     upstream.fail(401, message=f"Incorrect API key provided: {key}. Authorization: Bearer {key}")
     async with serve(settings, mode, api_key=key) as client:
-        message = await fails(client, "chat", {"prompt": "hi"})
-        retried = await call(client, "chat", {"prompt": "hi"})
+        message = await fails(client, "chat", {"prompt": "hi", "images": []})
+        retried = await call(client, "chat", {"prompt": "hi", "images": []})
     assert key not in message and "[redacted]" in message
     assert retried["turn"] == 1
     assert upstream.requests[-1].headers["authorization"] == f"Bearer {key}"  # the key was really used
@@ -773,7 +773,7 @@ async def test_an_upstream_that_echoes_the_key_in_its_answer_cannot_hand_it_out(
     key = "gsk_live_5f3a9c0e7b2d4f6a8c1e"
     upstream.add_reply(Reply(text=f"Your request carried Authorization: Bearer {key}"))
     async with serve(settings, mode, api_key=key) as client:
-        answer = await call(client, "chat", {"prompt": "What headers did I send?"})
+        answer = await call(client, "chat", {"prompt": "What headers did I send?", "images": []})
         shown = await call(client, "preview", {"target": "conversation", "format": "markdown"})
         resource = await client.read_resource("conversation://default")
     expected = "Your request carried Authorization: Bearer [redacted]"
@@ -788,7 +788,7 @@ async def test_an_openai_key_in_an_upstream_error_is_in_no_result_and_no_log(
     caplog.set_level(logging.DEBUG)
     upstream.fail(401, message="Incorrect API key provided: sk-test-key. You can find your API key at ...")
     async with serve(settings, mode) as client:
-        message = await fails(client, "chat", {"prompt": "hi"})
+        message = await fails(client, "chat", {"prompt": "hi", "images": []})
     assert "sk-test-key" not in message and "OPENAI_API_KEY" in message
     assert "sk-test-key" not in caplog.text
 
@@ -917,7 +917,7 @@ async def test_over_stdio_the_doors_stay_shut_and_the_key_stays_out_of_the_log(
             escape = await fails(client, "load_image", {"source": str(place.pictures / "link.png")})
             hidden = await fails(client, "attach_file", {"source": str(place.pictures / ".env")})
             metadata = await fails(client, "load_image", {"source": "https://169.254.169.254/latest/meta-data/"})
-            rejected = await fails(client, "chat", {"prompt": "hi"})
+            rejected = await fails(client, "chat", {"prompt": "hi", "images": []})
             loaded = await call(client, "load_image", {"source": str(place.pictures / "red.png")})
             answered = await call(client, "chat", {"prompt": "hi"})
     assert escape == place.outside(str(place.pictures / "link.png"))

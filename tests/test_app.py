@@ -16,6 +16,7 @@ from PIL import Image
 
 from server.mcp_app import APP_URI, HTML_BUDGET
 from server.settings import Settings
+from tests.apps_client import connect_as_apps_host
 from tests.conftest import connect
 from tests.fake_upstream import FakeUpstream, Reply
 from tests.helpers import call, fails, user_content
@@ -47,7 +48,8 @@ async def view(client: Client, conversation_id: str = "default") -> tuple[dict[s
 async def test_show_conversation_opens_the_app_and_the_app_tools_stay_away_from_the_model(
     settings: Settings, mode: str
 ) -> None:
-    async with connect(settings, mode) as client:
+    # App-only tools are listed to hosts that declared MCP Apps (the others cannot show the app that calls them).
+    async with connect_as_apps_host(settings, mode) as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
     shown = tools["show_conversation"].meta or {}
     assert shown["ui"]["resourceUri"] == APP_URI and shown["ui/resourceUri"] == APP_URI
@@ -175,10 +177,11 @@ async def test_the_app_gets_small_previews_as_data(settings: Settings, pictures:
 
 
 async def test_a_running_turn_shows_its_progress_in_the_view(
-    settings: Settings, upstream: FakeUpstream, mode: str
+    settings: Settings, pictures: Path, upstream: FakeUpstream, mode: str
 ) -> None:
     upstream.add_reply(Reply(text=" ".join(f"w{i}" for i in range(10)), chunks=10, chunk_delay=0.25))
     async with connect(settings, mode) as client:
+        await call(client, "load_image", {"source": str(pictures / "red.png")})  # something to ask about
         started = await call(client, "app_chat", {"prompt": "Take your time", "wait_seconds": 0.2})
         seen: list[str] = []
         deadline = time.monotonic() + 10

@@ -39,7 +39,7 @@ async def test_unknown_image_and_conversation_ids(settings: Settings, mode: str)
         image = await fails(client, "load_image", {"source": "image://img_doesnotexist"})
         chat = await fails(client, "chat", {"prompt": "hi", "images": ["img_doesnotexist"], "dry_run": True})
         convo = await fails(client, "preview", {"conversation_id": "ghost"})
-        turn = await fails(client, "chat", {"prompt": "hi", "starting_point": 7})
+        turn = await fails(client, "chat", {"prompt": "hi", "starting_point": 7, "images": []})
         target = await fails(client, "preview", {"target": "everything"})
     assert "img_doesnotexist" in image and "load_image" in image
     assert "img_doesnotexist" in chat
@@ -84,7 +84,7 @@ async def test_upstream_failure_leaves_the_conversation_as_it_was(
     settings: Settings, pictures: Path, upstream: FakeUpstream, mode: str
 ) -> None:
     async with connect(settings, mode) as client:
-        await call(client, "chat", {"prompt": "first"})
+        await call(client, "chat", {"prompt": "first", "images": []})
         await call(client, "load_image", {"source": str(pictures / "red.png")})
         upstream.fail(401, code="invalid_api_key", message="Incorrect API key provided: sk-test-key.")
         message = await fails(client, "chat", {"prompt": "second"})
@@ -99,5 +99,5 @@ async def test_upstream_failure_leaves_the_conversation_as_it_was(
 
 async def test_unknown_model_is_named(settings: Settings, upstream: FakeUpstream, mode: str) -> None:
     async with connect(settings, mode) as client:
-        message = await fails(client, "chat", {"prompt": "hi", "model": "gpt-99"})
+        message = await fails(client, "chat", {"prompt": "hi", "model": "gpt-99", "images": []})
     assert "gpt-99" in message and "set_options" in message

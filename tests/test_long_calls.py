@@ -44,8 +44,8 @@ async def test_a_second_chat_waits_for_the_running_turn(settings: Settings, upst
     upstream.add_reply(Reply(text="first", delay=1.0))
     upstream.add_reply(Reply(text="second"))
     async with connect(settings, mode) as client:
-        running = await call(client, "chat", {"prompt": "one", "wait_seconds": 0.2})
-        second = await call(client, "chat", {"prompt": "two", "wait_seconds": 10})
+        running = await call(client, "chat", {"prompt": "one", "wait_seconds": 0.2, "images": []})
+        second = await call(client, "chat", {"prompt": "two", "wait_seconds": 10, "images": []})
         turns = json.loads((await call(client, "preview", {"target": "conversation", "format": "json"}))["text"])
     assert running["status"] == "running"
     assert second["turn"] == 2 and second["parent"] == 1 and second["text"] == "second"
@@ -58,7 +58,7 @@ async def test_a_second_chat_waits_for_the_running_turn(settings: Settings, upst
 async def test_a_background_response_survives_a_restart(settings: Settings, upstream: FakeUpstream, mode: str) -> None:
     upstream.add_reply(Reply(text="Worth the wait.", delay=1.5))
     async with connect(settings, mode, store="sqlite", background="always") as client:
-        running = await call(client, "chat", {"prompt": "Think for a long time", "wait_seconds": 0.3})
+        running = await call(client, "chat", {"prompt": "Think for a long time", "wait_seconds": 0.3, "images": []})
     assert running["status"] == "running" and running["response_id"]
     assert upstream.responses_bodies()[0]["background"] is True
     async with connect(settings, mode, store="sqlite", background="always") as client:
@@ -94,7 +94,7 @@ async def test_cancelling_the_call_cancels_the_upstream_and_records_nothing(
     async with connect(settings, mode) as client:
         await call(client, "load_image", {"source": str(pictures / "red.png")})
         with anyio.move_on_after(0.8):
-            await client.call_tool("chat", {"prompt": "Talk for a while"})
+            await client.call_tool("chat", {"prompt": "Talk for a while", "images": []})
         await wait_until(lambda: upstream.disconnects > 0)
         pending = json.loads((await call(client, "preview", {"target": "pending"}))["text"])
         listing = await client.call_tool("preview", {"target": "conversation", "format": "json"})
@@ -115,7 +115,7 @@ async def test_heartbeat_progress_while_the_model_thinks(
         seen.append((progress, message))
 
     async with connect(settings, mode) as client:
-        result = await client.call_tool("chat", {"prompt": "Ponder"}, progress_callback=on_progress)
+        result = await client.call_tool("chat", {"prompt": "Ponder", "images": []}, progress_callback=on_progress)
     assert not result.is_error
     thinking = [m for _, m in seen if m and m.startswith("waiting for the model")]
     assert len(thinking) >= 3
@@ -128,7 +128,7 @@ async def test_cancelling_a_background_call_cancels_the_response_upstream(
     upstream.add_reply(Reply(text="never", delay=5.0))
     async with connect(settings, mode, background="always") as client:
         with anyio.move_on_after(0.5):
-            await client.call_tool("chat", {"prompt": "Think"})
+            await client.call_tool("chat", {"prompt": "Think", "images": []})
         await wait_until(lambda: any(r.path.endswith("/cancel") for r in upstream.requests))
         listing = await client.call_tool("preview", {"target": "conversation", "format": "json"})
     created = upstream.responses_bodies()[0]

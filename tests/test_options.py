@@ -21,7 +21,7 @@ async def test_only_the_given_arguments_change(settings: Settings, upstream: Fak
     async with connect(settings, mode) as client:
         await call(client, "set_options", {"instructions": "Answer in French.", "max_output_tokens": 500})
         result = await call(client, "set_options", {"temperature": 0.2, "truncation": "disabled"})
-        await call(client, "chat", {"prompt": "Bonjour"})
+        await call(client, "chat", {"prompt": "Bonjour", "images": []})
     assert result["options"]["instructions"] == "Answer in French."
     assert result["options"]["max_output_tokens"] == 500 and result["options"]["temperature"] == 0.2
     body = upstream.responses_bodies()[-1]
@@ -60,7 +60,10 @@ async def test_values_out_of_range_are_refused(settings: Settings, mode: str) ->
     assert unchanged["options"]["max_output_tokens"] == 4096 and unchanged["options"]["temperature"] is None
 
 
-async def test_reasoning_models_refuse_sampling_and_name_what_they_take(settings: Settings, mode: str) -> None:
+async def test_reasoning_models_refuse_sampling_and_name_what_they_take(
+    settings: Settings, upstream: FakeUpstream, mode: str
+) -> None:
+    upstream.models.append("llava:13b")  # a local model the upstream serves and the server has no rules for
     async with connect(settings, mode) as client:
         message = await fails(client, "set_options", {"model": "o3", "temperature": 0.5})
         effort = await fails(client, "set_options", {"model": "o3", "reasoning_effort": "minimal"})

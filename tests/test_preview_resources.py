@@ -22,8 +22,8 @@ async def test_preview_targets(settings: Settings, pictures: Path, upstream: Fak
     upstream.add_reply(Reply(text="second answer"))
     async with connect(settings, mode) as client:
         await call(client, "set_options", {"instructions": "Be brief."})
-        await call(client, "chat", {"prompt": "one"})
-        await call(client, "chat", {"prompt": "two"})
+        await call(client, "chat", {"prompt": "one", "images": []})
+        await call(client, "chat", {"prompt": "two", "images": []})
         last = await call(client, "preview", {})
         turn1 = await call(client, "preview", {"target": "turn:1"})
         turn1_json = await call(client, "preview", {"target": "turn:1", "format": "json"})
@@ -77,7 +77,7 @@ async def test_image_resource_returns_the_bytes_with_their_mime_type(
 async def test_conversation_resource_is_the_transcript(settings: Settings, upstream: FakeUpstream, mode: str) -> None:
     upstream.add_reply(Reply(text="hello back"))
     async with connect(settings, mode) as client:
-        await call(client, "chat", {"prompt": "hello", "conversation_id": "greet"})
+        await call(client, "chat", {"prompt": "hello", "conversation_id": "greet", "images": []})
         content = (await client.read_resource("conversation://greet")).contents[0]
         ids = (await client.read_resource("conversations://all")).contents[0]
     assert isinstance(content, TextResourceContents) and content.mime_type == "application/json"

@@ -97,8 +97,8 @@ async def test_a_responses_only_model_is_refused_on_chat_completions_before_anyt
 ) -> None:
     async with connect(settings, mode, base_url=fake.base_url, api="chat") as client:
         await call(client, "set_options", {"model": "o1-pro"})
-        message = await fails(client, "chat", {"prompt": "Think hard"})
-        dry = await fails(client, "chat", {"prompt": "Think hard", "dry_run": True})
+        message = await fails(client, "chat", {"prompt": "Think hard", "images": []})
+        dry = await fails(client, "chat", {"prompt": "Think hard", "dry_run": True, "images": []})
     assert "o1-pro is served only through OpenAI's Responses API" in message
     assert "IMAGECHAT_API=responses" in message and "set_options(model=...)" in message
     assert dry == message
@@ -108,7 +108,7 @@ async def test_a_responses_only_model_is_refused_on_chat_completions_before_anyt
 async def test_o1_pro_goes_out_on_the_responses_api(settings: Settings, fake: FakeUpstream) -> None:
     async with connect(settings, base_url=fake.base_url, api="responses") as client:
         await call(client, "set_options", {"model": "o1-pro"})
-        result = await call(client, "chat", {"prompt": "Think hard"})
+        result = await call(client, "chat", {"prompt": "Think hard", "images": []})
     assert result["status"] == "completed" and fake.responses_bodies()[0]["model"] == "o1-pro"
 
 

@@ -56,7 +56,7 @@ async def test_an_echoed_key_is_removed_from_errors_in_every_encoding(
 ) -> None:
     echo.fail(400, message=f"Key {FORMS[form]} is not allowed to use this deployment.")
     async with connect(settings, base_url=echo.base_url, api_key=KEY) as client:
-        message = await fails(client, "chat", {"prompt": "hi"})
+        message = await fails(client, "chat", {"prompt": "hi", "images": []})
     assert "is not allowed to use this deployment" in message and "[redacted]" in message
     assert FORMS[form] not in message
     assert FORMS[form][4:24] not in message  # not even a long piece of it
@@ -68,7 +68,7 @@ async def test_an_echoed_key_is_removed_from_answers_in_every_encoding(
 ) -> None:
     echo.add_reply(Reply(text=f"Your header was {FORMS[form]} as sent."))
     async with connect(settings, base_url=echo.base_url, api_key=KEY) as client:
-        result = await call(client, "chat", {"prompt": "What did I send?"})
+        result = await call(client, "chat", {"prompt": "What did I send?", "images": []})
         preview = await call(client, "preview", {"target": "last"})
     for text in (result["text"], preview["text"]):
         assert "Your header was" in text and FORMS[form][4:24] not in text
@@ -80,7 +80,7 @@ async def test_a_key_across_the_500_character_cut_is_removed_before_the_cut(
     # The key starts at character 473: a cut at 500 would keep 27 of its 28 characters, where no one finds it.
     echo.fail(400, raw_body="x" * 472 + " " + KEY + " and more text after the key")
     async with connect(settings, base_url=echo.base_url, api_key=KEY) as client:
-        message = await fails(client, "chat", {"prompt": "hi"})
+        message = await fails(client, "chat", {"prompt": "hi", "images": []})
     assert "xxxx" in message and KEY[:12] not in message
 
 
@@ -88,8 +88,8 @@ async def test_retry_after_is_shown_only_as_a_number_of_seconds(settings: Settin
     echo.fail(429, headers={"Retry-After": "soon<script>"})
     echo.fail(429, headers={"Retry-After": "7"})
     async with connect(settings, base_url=echo.base_url) as client:
-        odd = await fails(client, "chat", {"prompt": "hi"})
-        plain = await fails(client, "chat", {"prompt": "hi"})
+        odd = await fails(client, "chat", {"prompt": "hi", "images": []})
+        plain = await fails(client, "chat", {"prompt": "hi", "images": []})
     assert "Rate limited" in odd and "soon" not in odd and "<script>" not in odd and "asked to wait" not in odd
     assert "The upstream asked to wait 7 s." in plain
 
@@ -107,7 +107,7 @@ def assert_hidden(text: str) -> None:
 
 async def test_the_dry_run_endpoint_shows_no_credentials(settings: Settings, echo: FakeUpstream, mode: str) -> None:
     async with connect(settings, mode, base_url=credentialed(echo.base_url)) as client:
-        dry = await call(client, "chat", {"prompt": "hi", "dry_run": True})
+        dry = await call(client, "chat", {"prompt": "hi", "dry_run": True, "images": []})
     assert dry["request"]["endpoint"] == echo.base_url + "/responses?api-key=[redacted]"
     assert_hidden(json.dumps(dry))
 
@@ -120,7 +120,7 @@ async def test_an_unreachable_upstream_is_named_without_credentials(
         port = probe.getsockname()[1]
     caplog.set_level(logging.DEBUG)
     async with connect(settings, mode, base_url=credentialed(f"http://127.0.0.1:{port}/v1")) as client:
-        message = await fails(client, "chat", {"prompt": "hi"})
+        message = await fails(client, "chat", {"prompt": "hi", "images": []})
     assert f"Could not reach the upstream at http://127.0.0.1:{port}/v1?api-key=[redacted]." in message
     assert_hidden(message)
     assert_hidden(caplog.text)
@@ -130,7 +130,7 @@ async def test_log_lines_show_no_credentials(settings: Settings, caplog: pytest.
     caplog.set_level(logging.DEBUG)
     with FakeUpstream(serve_responses=False) as chat_only:
         async with connect(settings, base_url=credentialed(chat_only.base_url)) as client:
-            await call(client, "chat", {"prompt": "hi"})
+            await call(client, "chat", {"prompt": "hi", "images": []})
     # The HTTP client logs each request's URL; the server logs its switch to Chat Completions.
     assert "does not serve the Responses API" in caplog.text and chat_only.base_url in caplog.text
     assert "HTTP Request" in caplog.text
@@ -157,8 +157,8 @@ async def test_over_stdio_the_log_shows_neither_the_base_url_credentials_nor_an_
         stderr = tmp_path / "stderr.log"
         with stderr.open("w", encoding="utf-8") as errlog:
             async with Client(stdio_client(params, errlog=errlog), mode="legacy") as client:
-                rejected = await fails(client, "chat", {"prompt": "hi"})
-                dry = await call(client, "chat", {"prompt": "hi", "dry_run": True})
+                rejected = await fails(client, "chat", {"prompt": "hi", "images": []})
+                dry = await call(client, "chat", {"prompt": "hi", "dry_run": True, "images": []})
     log = stderr.read_text(encoding="utf-8")
     assert "does not serve the Responses API" in log and "HTTP Request" in log  # the log was written
     assert_hidden(log)

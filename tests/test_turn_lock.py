@@ -16,7 +16,9 @@ async def test_a_conversation_named_turn_colon_foo_does_not_wait_for_foos_answer
 ) -> None:
     upstream.add_reply(Reply(text="Slow answer for foo.", delay=3.0))
     async with connect(settings, mode, store=store) as client:
-        running = await call(client, "chat", {"conversation_id": "foo", "prompt": "Take your time", "wait_seconds": 1})
+        running = await call(
+            client, "chat", {"conversation_id": "foo", "prompt": "Take your time", "wait_seconds": 1, "images": []}
+        )
         options = await call(client, "set_options", {"conversation_id": "turn:foo", "temperature": 0.3})
         foo_meanwhile = await call(client, "preview", {"conversation_id": "foo"})
         answer = await call(client, "chat", {"conversation_id": "foo", "prompt": "", "turn": 1, "wait_seconds": 30})

@@ -115,7 +115,7 @@ def test_more_images_than_the_limit_are_refused_with_the_limit() -> None:
 def test_a_model_for_one_turn_drops_what_it_cannot_take_and_says_so() -> None:
     conv = conversation()
     conv.options = conv.options.model_copy(update={"temperature": 0.5, "instructions": "Be brief."})
-    planned = plan(conv, model=" o3 ")
+    planned = plan(conv, model=" o3 ", images=[])
     assert planned.options.model == "o3" and planned.options.temperature is None
     assert planned.options.instructions == "Be brief."
     assert planned.notes == ["temperature dropped: o3 does not take it."]
@@ -126,7 +126,7 @@ def test_a_model_for_one_turn_drops_what_it_cannot_take_and_says_so() -> None:
 def test_no_model_or_the_same_model_keeps_the_conversation_options(model: str | None) -> None:
     conv = conversation()
     conv.options = conv.options.model_copy(update={"temperature": 0.5})
-    planned = plan(conv, model=model)
+    planned = plan(conv, model=model, images=[])
     assert planned.options == conv.options and planned.notes == []
 
 
@@ -157,7 +157,7 @@ def test_a_rewind_replays_only_the_turns_leading_to_it() -> None:
 
 
 def test_a_stand_alone_turn_sends_no_history() -> None:
-    planned = plan(conversation(turn(1, stored=True, response_id="resp_1")), persist_context=False)
+    planned = plan(conversation(turn(1, stored=True, response_id="resp_1")), persist_context=False, images=[])
     assert (planned.parent, planned.previous_response_id, planned.history) == (None, None, [])
 
 

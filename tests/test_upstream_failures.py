@@ -31,7 +31,7 @@ async def test_a_5xx_quotes_the_upstream_and_says_no_retries_were_made(
 ) -> None:
     gateway.fail(500, json_body=LITELLM_500)
     async with connect(settings, mode, base_url=gateway.base_url, api="responses") as client:
-        message = await fails(client, "chat", {"prompt": "hi"})
+        message = await fails(client, "chat", {"prompt": "hi", "images": []})
     assert f"The upstream at {gateway.base_url} failed (500)." in message
     assert 'Upstream said: "Error processing stream start"' in message
     assert "No retries were made (IMAGECHAT_MAX_RETRIES=0" in message and "even after retries" not in message
@@ -43,7 +43,7 @@ async def test_a_5xx_quotes_the_upstream_and_says_no_retries_were_made(
 async def test_a_5xx_says_how_many_retries_were_made(settings: Settings, gateway: FakeUpstream) -> None:
     gateway.fail(503, message="Backend overloaded, shard 7.", times=3)
     async with connect(settings, base_url=gateway.base_url, api="chat", max_retries=2) as client:
-        message = await fails(client, "chat", {"prompt": "hi"})
+        message = await fails(client, "chat", {"prompt": "hi", "images": []})
     assert "failed (503). The request was retried 2 times (IMAGECHAT_MAX_RETRIES)." in message
     assert 'Upstream said: "Backend overloaded, shard 7."' in message
     assert "IMAGECHAT_API=chat" not in message  # already on Chat Completions: nothing to switch to
@@ -57,8 +57,8 @@ async def test_under_auto_a_failing_responses_route_falls_back_to_chat_completio
     gateway.add_reply(Reply(text="A red card."))
     gateway.add_reply(Reply(text="Still red."))
     async with connect(settings, mode, base_url=gateway.base_url) as client:
-        first = await call(client, "chat", {"prompt": "What is it?"})
-        second = await call(client, "chat", {"prompt": "Sure?"})
+        first = await call(client, "chat", {"prompt": "What is it?", "images": []})
+        second = await call(client, "chat", {"prompt": "Sure?", "images": []})
     assert (first["text"], second["text"]) == ("A red card.", "Still red.")
     paths = [r.path for r in gateway.requests]
     assert paths == ["/v1/responses", "/v1/chat/completions", "/v1/chat/completions"]
@@ -68,8 +68,8 @@ async def test_under_auto_when_both_apis_fail_both_failures_are_told(settings: S
     gateway.fail(500, json_body=LITELLM_500, path="/v1/responses", times=2)
     gateway.fail(502, raw_body="Bad gateway: no healthy deployments", path="/v1/chat/completions")
     async with connect(settings, base_url=gateway.base_url) as client:
-        message = await fails(client, "chat", {"prompt": "hi"})
-        again = await call(client, "chat", {"prompt": "hi"})
+        message = await fails(client, "chat", {"prompt": "hi", "images": []})
+        again = await call(client, "chat", {"prompt": "hi", "images": []})
     assert 'Upstream said: "Error processing stream start"' in message
     assert "Chat Completions, tried instead, failed too" in message and "no healthy deployments" in message
     # Neither worked, so the next turn tries the Responses API again (and, failing, Chat Completions).
@@ -83,7 +83,7 @@ async def test_an_invalid_model_400_lists_the_served_models(
 ) -> None:
     gateway.fail(400, message=LITELLM_BAD_MODEL, code="400", param="model")
     async with connect(settings, mode, base_url=gateway.base_url, api="chat") as client:
-        message = await fails(client, "chat", {"prompt": "hi"})
+        message = await fails(client, "chat", {"prompt": "hi", "images": []})
     assert "The upstream does not serve model 'gpt-4.1-mini'" in message
     assert "Models it serves: gpt-4.1-mini, gpt-4o, gpt-5, o3." in message
     assert "Invalid model name passed in model=gpt-99" in message

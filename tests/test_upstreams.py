@@ -67,14 +67,14 @@ async def test_rate_limit_is_retried_as_the_upstream_asks(
 ) -> None:
     upstream.fail(429, headers={"Retry-After": "0"}, message="Rate limit reached for requests")
     async with connect(settings, mode, max_retries=1) as client:
-        result = await call(client, "chat", {"prompt": "hi"})
+        result = await call(client, "chat", {"prompt": "hi", "images": []})
     assert result["status"] == "completed" and len(upstream.responses_bodies()) == 2
 
 
 async def test_rate_limit_after_retries_names_the_wait(settings: Settings, upstream: FakeUpstream, mode: str) -> None:
     upstream.fail(429, headers={"Retry-After": "7"}, message="Rate limit reached for requests")
     async with connect(settings, mode) as client:
-        message = await fails(client, "chat", {"prompt": "hi"})
+        message = await fails(client, "chat", {"prompt": "hi", "images": []})
     assert "Rate limited" in message and "wait 7 s" in message
 
 
@@ -85,11 +85,13 @@ async def test_quota_context_and_policy_errors_say_what_to_do(
     upstream.fail(400, code="context_length_exceeded", message="This model's maximum context length is 128000.")
     upstream.fail(400, code="content_policy_violation", message="Your request was rejected by the safety system.")
     async with connect(settings, mode) as client:
-        quota = await fails(client, "chat", {"prompt": "hi"})
-        context = await fails(client, "chat", {"prompt": "hi"})
-        policy = await fails(client, "chat", {"prompt": "hi"})
+        quota = await fails(client, "chat", {"prompt": "hi", "images": []})
+        context = await fails(client, "chat", {"prompt": "hi", "images": []})
+        policy = await fails(client, "chat", {"prompt": "hi", "images": []})
     assert "quota" in quota and "billing" in quota
-    assert "starting_point" in context and "truncation='auto'" in context
+    # truncation is 'auto' already (the default): the message does not suggest it again.
+    assert "starting_point" in context and "even with truncation 'auto'" in context
+    assert "set_options(truncation='auto')" not in context
     assert "content policy" in policy
 
 
@@ -97,7 +99,7 @@ async def test_unknown_model_lists_what_the_upstream_serves(
     settings: Settings, upstream: FakeUpstream, mode: str
 ) -> None:
     async with connect(settings, mode) as client:
-        message = await fails(client, "chat", {"prompt": "hi", "model": "gpt-99"})
+        message = await fails(client, "chat", {"prompt": "hi", "model": "gpt-99", "images": []})
     assert "gpt-99" in message and "Models it serves: gpt-4.1-mini, gpt-4o, gpt-5, o3." in message
 
 
@@ -107,7 +109,7 @@ async def test_unreachable_upstream_names_the_base_url(settings: Settings, mode:
         port = probe.getsockname()[1]
     base_url = f"http://127.0.0.1:{port}/v1"
     async with connect(settings, mode, base_url=base_url) as client:
-        message = await fails(client, "chat", {"prompt": "hi"})
+        message = await fails(client, "chat", {"prompt": "hi", "images": []})
         pending = await call(client, "preview", {"target": "options"})
     assert f"Could not reach the upstream at {base_url}" in message and "OPENAI_BASE_URL" in message
     assert pending["text"]
@@ -115,7 +117,7 @@ async def test_unreachable_upstream_names_the_base_url(settings: Settings, mode:
 
 async def test_a_local_server_needs_no_real_key(settings: Settings, chat_only: FakeUpstream, mode: str) -> None:
     async with connect(settings, mode, base_url=chat_only.base_url, api_key="anything", api="chat") as client:
-        result = await call(client, "chat", {"prompt": "hi"})
+        result = await call(client, "chat", {"prompt": "hi", "images": []})
     assert result["status"] == "completed"
     assert chat_only.requests[0].headers["authorization"] == "Bearer anything"
 
@@ -124,16 +126,19 @@ async def test_models_resource_lists_the_upstreams_models(settings: Settings, mo
     with FakeUpstream(models=("llava:13b", "qwen2.5vl:7b")) as fake:
         async with connect(settings, mode, base_url=fake.base_url) as client:
             content = (await client.read_resource("imagechat://models")).contents[0]
-    assert isinstance(content, TextResourceContents) and json.loads(content.text) == ["llava:13b", "qwen2.5vl:7b"]
+    # The resource also describes the known models (prices, images, details); the upstream's ids are under "served".
+    assert isinstance(content, TextResourceContents)
+    assert json.loads(content.text)["served"] == ["llava:13b", "qwen2.5vl:7b"]
 
 
 async def test_dry_run_estimates_cost_and_renders_the_api_in_use(
-    settings: Settings, pictures: Path, chat_only: FakeUpstream, mode: str
+    settings: Settings, pictures: Path, upstream: FakeUpstream, chat_only: FakeUpstream, mode: str
 ) -> None:
+    upstream.models.append("llava:13b")  # a model the upstream serves and the server has no price for
     async with connect(settings, mode) as client:
         await call(client, "set_options", {"model": "gpt-4o", "max_output_tokens": 1000})
-        priced = await call(client, "chat", {"prompt": "hi", "dry_run": True})
-        unpriced = await call(client, "chat", {"prompt": "hi", "dry_run": True, "model": "llava:13b"})
+        priced = await call(client, "chat", {"prompt": "hi", "dry_run": True, "images": []})
+        unpriced = await call(client, "chat", {"prompt": "hi", "dry_run": True, "model": "llava:13b", "images": []})
     async with connect(settings, mode, base_url=chat_only.base_url, api="chat") as client:
         await call(client, "load_image", {"source": str(pictures / "red.png")})
         rendered = await call(client, "chat", {"prompt": "hi", "dry_run": True})
@@ -153,7 +158,7 @@ async def test_a_per_turn_model_drops_options_it_cannot_take(
 ) -> None:
     async with connect(settings, mode) as client:
         await call(client, "set_options", {"model": "gpt-4o", "temperature": 0.2})
-        result = await call(client, "chat", {"prompt": "hi", "model": "o3"})
+        result = await call(client, "chat", {"prompt": "hi", "model": "o3", "images": []})
         options = json.loads((await call(client, "preview", {"target": "options"}))["text"])
     body = upstream.responses_bodies()[-1]
     assert body["model"] == "o3" and "temperature" not in body

@@ -65,8 +65,8 @@ async def test_turns_chain_rewind_and_stand_alone(
         first = await call(client, "chat", {"prompt": "What colour is it?"})
         second = await call(client, "chat", {"prompt": "And the shape?"})
         rewound = await call(client, "chat", {"prompt": "Try again", "starting_point": 1})
-        fresh = await call(client, "chat", {"prompt": "New topic", "starting_point": "start"})
-        alone = await call(client, "chat", {"prompt": "Stand-alone", "persist_context": False})
+        fresh = await call(client, "chat", {"prompt": "New topic", "starting_point": "start", "images": []})
+        alone = await call(client, "chat", {"prompt": "Stand-alone", "persist_context": False, "images": []})
         conversation = await call(client, "preview", {"target": "conversation", "format": "json"})
 
     bodies = upstream.responses_bodies()
@@ -109,7 +109,7 @@ async def test_incomplete_answer_is_a_result_with_its_reason(
 ) -> None:
     upstream.add_reply(Reply(text="A long answ", status="incomplete", incomplete_reason="max_output_tokens"))
     async with connect(settings, mode) as client:
-        result = await call(client, "chat", {"prompt": "Tell me everything"})
+        result = await call(client, "chat", {"prompt": "Tell me everything", "images": []})
     assert result["status"] == "incomplete" and result["incomplete_reason"] == "max_output_tokens"
     assert result["text"] == "A long answ"
 
@@ -117,7 +117,7 @@ async def test_incomplete_answer_is_a_result_with_its_reason(
 async def test_every_output_text_part_is_returned(settings: Settings, upstream: FakeUpstream, mode: str) -> None:
     upstream.add_reply(Reply(parts=["First part. ", "Second part."]))
     async with connect(settings, mode) as client:
-        result = await call(client, "chat", {"prompt": "Two parts please"})
+        result = await call(client, "chat", {"prompt": "Two parts please", "images": []})
     assert result["text"] == "First part. Second part."
 
 
@@ -131,7 +131,7 @@ async def test_progress_notifications_arrive_while_the_answer_streams(
         seen.append((progress, message))
 
     async with connect(settings, mode) as client:
-        result = await client.call_tool("chat", {"prompt": "Count"}, progress_callback=on_progress)
+        result = await client.call_tool("chat", {"prompt": "Count", "images": []}, progress_callback=on_progress)
     assert not result.is_error
     assert len(seen) >= 2
     assert [p for p, _ in seen] == sorted(p for p, _ in seen)
@@ -188,7 +188,7 @@ async def test_conversations_are_kept_apart(
     async with connect(settings, mode) as client:
         await call(client, "load_image", {"source": str(pictures / "red.png"), "conversation_id": "cats"})
         await call(client, "set_options", {"instructions": "Be brief.", "conversation_id": "cats"})
-        await call(client, "chat", {"prompt": "Hello", "conversation_id": "dogs"})
+        await call(client, "chat", {"prompt": "Hello", "conversation_id": "dogs", "images": []})
         await call(client, "chat", {"prompt": "Hello", "conversation_id": "cats"})
     dogs, cats = upstream.responses_bodies()
     assert "instructions" not in dogs and [p["type"] for p in user_content(dogs)] == ["input_text"]

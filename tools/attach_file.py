@@ -26,10 +26,10 @@ DOCUMENT_TYPES = {
 }
 # The step's argument; the MCP tool's parameters are this and conversation_id (server/mcp_tools.py).
 DocumentSourceArg = Annotated[
-    str,
+    str | list[str],
     Field(
-        description="Path, file:// or data: URL of a .txt, .md, .csv, .json or .pdf "
-        "document inside the allowed folders."
+        description="One document or a list: path, file:// or data: URL of a .txt, .md, .csv, .json or .pdf "
+        "file inside the allowed folders."
     ),
 ]
 MEDIA_TO_EXT = {
@@ -50,7 +50,8 @@ class AttachedFile(BaseModel):
 
 class AttachFileResult(BaseModel):
     conversation_id: str
-    file: AttachedFile
+    file: AttachedFile = Field(description="The first document attached.")
+    files: list[AttachedFile] = Field(description="Every document attached by this call, in order.")
     pending_files: int
 
 
@@ -92,6 +93,13 @@ def check_content(name: str, mime: str, data: bytes) -> None:
 
 async def store_document(deps: Deps, source: str) -> FileRecord:
     """Read a document, check it is what its name says, and store it once by content (not attached)."""
+    record, data = await read_document(deps, source)
+    await deps.store.put_file(record, data)
+    return record
+
+
+async def read_document(deps: Deps, source: str) -> tuple[FileRecord, bytes]:
+    """Read a document and check it is what its name says (nothing stored)."""
     read = await deps.reader.read(source, max_bytes=deps.limits.max_file_bytes, kind="file")
     # The name is returned to the model and sent upstream: no hidden characters in it.
     name = clean_text(read.name) if read.name != "data-url" else ""
@@ -103,26 +111,32 @@ async def store_document(deps: Deps, source: str) -> FileRecord:
         raise ToolError(f"{source_label(source)} is empty: there is nothing to attach.")
     check_content(name, mime, read.data)
     record = FileRecord(file_id=await content_id_of("file", read.data), name=name, mime=mime, bytes=len(read.data))
-    await deps.store.put_file(record, read.data)
-    return record
+    return record, read.data
 
 
 async def attach_file(
     deps: Deps, source: DocumentSourceArg, conversation_id: ConversationId = "default"
 ) -> AttachFileResult:
     check_conversation_id(conversation_id)
-    if not isinstance(source, str) or not source.strip():
-        raise ToolError("source is empty: give a path to a .txt, .md, .csv, .json or .pdf file.")
-    record = await store_document(deps, source.strip())
+    sources = [source] if isinstance(source, str) else list(source)
+    if not sources or any(not isinstance(item, str) or not item.strip() for item in sources):
+        raise ToolError("source is empty: give a path to a .txt, .md, .csv, .json or .pdf file, or a list of them.")
+    # Read and check every document before storing or attaching any: one bad source changes nothing (as load_image).
+    read = [await read_document(deps, item.strip()) for item in sources]
+    for record, data in read:
+        await deps.store.put_file(record, data)
     async with deps.store.lock(conversation_id):
         conversation = await deps.conversation(conversation_id, with_turns=False)
-        if record.file_id not in conversation.pending_files:
-            conversation.pending_files.append(record.file_id)
-        conversation.names.setdefault(record.file_id, record.name)
+        for record, _ in read:
+            if record.file_id not in conversation.pending_files:
+                conversation.pending_files.append(record.file_id)
+            conversation.names.setdefault(record.file_id, record.name)
         conversation.updated_at = time.time()
         await deps.store.put_changes(conversation)
+    attached = [AttachedFile(**record.model_dump()) for record, _ in read]
     return AttachFileResult(
         conversation_id=conversation_id,
-        file=AttachedFile(**record.model_dump()),
+        file=attached[0],
+        files=attached,
         pending_files=len(conversation.pending_files),
     )

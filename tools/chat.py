@@ -9,6 +9,7 @@ stay as they were.
 
 from __future__ import annotations
 
+import difflib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -19,10 +20,11 @@ from pydantic import BaseModel, Field
 
 from tools import pricing
 from tools.deps import ConversationId, Deps, check_conversation_id
-from tools.models import Turn, Usage
+from tools.model_check import check_model
+from tools.models import SentImage, Turn, Usage
 from tools.plan import ChatCall, plan_turn
 from tools.plan import StartingPoint as StartingPoint
-from tools.request import TokenEstimate, abbreviate, build_request, estimate
+from tools.request import TokenEstimate, abbreviate, build_request, estimate, sent_images
 from tools.sanitize import clean_text
 from tools.turn import TurnRun, live, refresh, start
 
@@ -35,55 +37,47 @@ MAX_WAIT = 3600  # seconds: the longest a call may wait for its answer
 START_GRACE = 1.0
 
 # The step's arguments, declared once: the MCP tool's signature and the step below both use them.
-Prompt = Annotated[str, Field(description="What to ask or tell the model about the images.")]
+Prompt = Annotated[
+    str | None, Field(description="What to ask or tell the model about the images; required unless turn is given.")
+]
 ImageIds = Annotated[
     list[str] | None,
-    Field(description="Image ids (or image://<id>) to send; default: the images loaded since the last turn."),
+    Field(description="Image ids to send (default: those loaded since the last turn; [] for a text-only turn)."),
 ]
 FileIds = Annotated[
-    list[str] | None, Field(description="File ids to send; default: the files attached since the last turn.")
+    list[str] | None, Field(description="File ids to send (default: those attached since the last turn).")
 ]
 PersistContext = Annotated[
     bool, Field(description="Continue the conversation (true) or send a stand-alone turn (false).")
 ]
 ContinueFrom = Annotated[
     StartingPoint,
-    Field(
-        description="Continue from this earlier turn number instead of the last, or 'start' to begin afresh. "
-        "Later turns are kept."
-    ),
+    Field(description="Continue from this earlier turn instead of the last ('start': afresh); later turns are kept."),
 ]
 TurnModel = Annotated[str | None, Field(description="Use this model for this turn only.")]
 DryRun = Annotated[
     bool,
-    Field(
-        description="Return the request that would be sent and its estimated tokens and cost, without "
-        "calling the model."
-    ),
+    Field(description="Return the request, its estimated tokens and cost; send nothing."),
 ]
 WaitSeconds = Annotated[
     float | None,
     Field(
         ge=0,
         le=MAX_WAIT,
-        description="How long to wait for the answer before returning status 'running' "
-        "(default: the server's IMAGECHAT_WAIT_SECONDS, just under a minute; 0: start it and return at once).",
+        description="Seconds to wait before returning status 'running' (default IMAGECHAT_WAIT_SECONDS; 0: at once).",
     ),
 ]
 TurnNumber = Annotated[
     int | None,
     Field(
         ge=1,
-        description="Instead of asking anything: wait for this earlier turn (one that came back "
-        "'running') and return its answer. The prompt is ignored.",
+        description="Fetch this earlier turn's answer (one that came back 'running') instead of asking; no prompt "
+        "needed.",
     ),
 ]
 CancelTurn = Annotated[
     bool,
-    Field(
-        description="With turn=<n>: stop that running turn. It is recorded as failed (cancelled) and its images "
-        "and files wait for the next turn."
-    ),
+    Field(description="With turn=<n>: stop that running turn (recorded as failed; its attachments wait again)."),
 ]
 
 
@@ -91,8 +85,8 @@ class ChatResult(BaseModel):
     conversation_id: str
     turn: int | None = Field(description="The turn number (null for a dry run).")
     status: str = Field(
-        description="completed; incomplete (see incomplete_reason); running (still generating: call chat with "
-        "turn=<n> or preview to get it); failed (see error); dry_run."
+        description="completed, incomplete (see incomplete_reason), running (fetch it with chat(turn=<n>)), "
+        "failed (see error) or dry_run."
     )
     text: str = Field(default="", description="The answer (so far, while running).")
     model: str
@@ -102,6 +96,7 @@ class ChatResult(BaseModel):
     error: str | None = None
     parent: int | None = Field(default=None, description="The turn this one continued from.")
     images: list[str] = Field(default_factory=list, description="Image ids sent with this turn.")
+    sent: list[SentImage] = Field(default_factory=list, description="Each image's size, detail and tokens as sent.")
     files: list[str] = Field(default_factory=list, description="File ids sent with this turn.")
     notes: list[str] = Field(default_factory=list)
     request: dict[str, Any] | None = Field(default=None, description="Dry run: the request as it would be sent.")
@@ -122,6 +117,7 @@ def result_of(conversation_id: str, turn: Turn, notes: list[str] | None = None) 
         error=turn.error,
         parent=turn.parent,
         images=turn.images,
+        sent=turn.sent,
         files=turn.files,
         notes=notes or [],
     )
@@ -145,9 +141,32 @@ def check_prompt(deps: Deps, prompt: str) -> None:
         )
 
 
+NO_PROMPT = (
+    "chat needs a prompt saying what to ask the model about the images, or turn=<n> to fetch an answer that "
+    "came back 'running'."
+)
+
+
+async def check_known(deps: Deps, conversation_id: str) -> None:
+    """A chat that names no images or files must name a conversation that exists: a typo of an id would otherwise
+    send (and bill) a prompt with nothing to look at."""
+    if await deps.store.get_conversation(conversation_id) is not None:
+        return
+    known = await deps.store.list_conversations()
+    close = difflib.get_close_matches(conversation_id, known, n=1, cutoff=0.6)
+    mean = f"Did you mean {close[0]!r}? " if close else ""
+    listing = ", ".join(repr(c) for c in known[:20]) + (" ..." if len(known) > 20 else "") if known else "none yet"
+    raise ToolError(
+        f"No conversation {conversation_id!r} yet, so there is nothing to ask about. {mean}Known conversations: "
+        f"{listing}. To start {conversation_id!r}, load images into it first (load_image(source, "
+        f"conversation_id={conversation_id!r})), or pass images=[...] (images=[] for a text-only turn). "
+        "Nothing was sent."
+    )
+
+
 async def chat(
     deps: Deps,
-    prompt: Prompt,
+    prompt: Prompt = None,
     conversation_id: ConversationId = "default",
     images: ImageIds = None,
     files: FileIds = None,
@@ -168,7 +187,11 @@ async def chat(
         return await cancel_turn(deps, conversation_id, turn)
     if turn is not None:
         return await wait_for_turn(deps, conversation_id, turn, wait, progress)
+    if prompt is None:
+        raise ToolError(NO_PROMPT)
     check_prompt(deps, prompt)
+    if images is None and files is None:
+        await check_known(deps, conversation_id)
     call = ChatCall(clean_text(prompt), images, files, persist_context, starting_point, model)
     if dry_run:
         return await rehearse(deps, conversation_id, call)
@@ -178,6 +201,7 @@ async def chat(
 async def rehearse(deps: Deps, conversation_id: str, call: ChatCall) -> ChatResult:
     """A dry run: the turn planned against the conversation as it is now, and its request, not sent."""
     plan = plan_turn(await deps.conversation(conversation_id), call, max_images=deps.limits.max_images_per_turn)
+    said = await check_known_model(deps, plan.options.model)
     request = await build_request(deps, plan)
     tokens = estimate(request)
     return ChatResult(
@@ -187,12 +211,22 @@ async def rehearse(deps: Deps, conversation_id: str, call: ChatCall) -> ChatResu
         model=plan.options.model,
         parent=plan.parent,
         images=plan.images,
+        sent=sent_images(request),
         files=plan.files,
-        notes=plan.notes,
+        notes=plan.notes + said,
         request=abbreviate(deps.upstream.render(request)),
         estimated_input_tokens=tokens,
         estimated_cost_usd=pricing.estimate(plan.options.model, tokens.total, plan.options.max_output_tokens),
     )
+
+
+async def check_known_model(deps: Deps, model: str) -> list[str]:
+    """A dry run's check of the model name (tools/model_check.py): refused, or passed with what could not be
+    checked."""
+    refusal, note = await check_model(deps.upstream, model)
+    if refusal:
+        raise ToolError(f"{refusal} Choose one with set_options(model=...) or chat(model=...). Nothing was sent.")
+    return [note] if note else []
 
 
 async def follow(deps: Deps, run: TurnRun, wait: float, progress: Progress | None) -> ChatResult:

@@ -19,9 +19,7 @@ from tools.running import RunningTurns
 
 T = TypeVar("T")
 MAX_CONVERSATION_ID = 128
-ConversationId = Annotated[
-    str, Field(description="Which conversation; created on first use.", max_length=MAX_CONVERSATION_ID)
-]
+ConversationId = Annotated[str, Field(description="Created on first use.", max_length=MAX_CONVERSATION_ID)]
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,12 @@ class Prepared:
     tokens: int
 
 
+def frame_indices(count: int, max_frames: int) -> list[int]:
+    """Which frames of a `count`-frame animation frames='all' takes: up to `max_frames`, evenly from start to end."""
+    k = min(count, max_frames)
+    return sorted({round(i * (count - 1) / (k - 1)) for i in range(k)}) if k > 1 else [0]
+
+
 def load_frames(data: bytes, *, mode: Literal["first", "all"], max_frames: int, max_pixels: int) -> list[bytes]:
     """The still images to store for a file.
 
@@ -93,8 +99,7 @@ def load_frames(data: bytes, *, mode: Literal["first", "all"], max_frames: int, 
                     f"The animation has too many frames to sample ({count} frames of {width}x{height}). "
                     "Load it with frames='first' or shorten it."
                 )
-            k = min(count, max_frames)
-            wanted = sorted({round(i * (count - 1) / (k - 1)) for i in range(k)}) if k > 1 else [0]
+            wanted = frame_indices(count, max_frames)
         out = []
         for index in wanted:
             img.seek(index)

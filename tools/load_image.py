@@ -6,12 +6,14 @@ import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
 from tools import image_sizing
+from tools.attach_file import DOCUMENT_TYPES
 from tools.deps import ConversationId, Deps, Limits, check_conversation_id, content_id, content_id_of
 from tools.image_sizing import Target, variant_key
 from tools.models import IMAGE_SCHEME, ImageRecord, Options
@@ -30,18 +32,14 @@ SourceArg = Annotated[
     str | list[str],
     Field(
         description=(
-            "One image or a list: a file path, a file:// URL, a data:image/...;base64, URL, or image://<id> of "
-            "an image loaded before. Local files must be inside the allowed folders."
+            "One image or a list: a path or file:// URL inside the allowed folders, a data:image/...;base64, URL, "
+            "or image://<id> of a loaded image."
         )
     ),
 ]
 FramesArg = Annotated[
     Frames,
-    Field(
-        description=(
-            "For animated images: 'first' frame only, or 'all' frames (sampled evenly up to a cap) as a batch."
-        )
-    ),
+    Field(description=("Animated images: the 'first' frame, or 'all' frames (sampled evenly up to a cap) as a batch.")),
 ]
 
 
@@ -60,7 +58,8 @@ class LoadedImage(BaseModel):
 class LoadImageResult(BaseModel):
     conversation_id: str
     images: list[LoadedImage]
-    pending_images: int = Field(description="Images now waiting to be sent with the next chat turn.")
+    pending_images: int
+    notes: list[str] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -113,8 +112,9 @@ def _decode(data: bytes, image_id: str, frames: Frames, limits: Limits, sizing: 
     out = []
     for blob in imaging.load_frames(data, mode=frames, max_frames=limits.max_frames, max_pixels=limits.max_pixels):
         still = image_decode.inspect_image(blob, max_pixels=limits.max_pixels, max_frames=1)
-        if frames == "first":  # the first frame stands for the whole animation: report its frame count
-            still = replace(still, frames=info.frames)
+        # The first frame stands for the whole animation, and each sampled frame is a still of its own: either
+        # way the record says how many frames the source had.
+        still = replace(still, frames=info.frames)
         target = sizing(still.width, still.height)
         variant = None if target is None else imaging.prepare(blob, target=target, max_pixels=limits.max_pixels)
         out.append(_Checked(content_id("img", blob), still, blob, variant))
@@ -137,6 +137,27 @@ async def _known(deps: Deps, record: ImageRecord, data: bytes, sizing: Sizing) -
     return Loaded(record, None, variant)
 
 
+def document_kind(name: str, data: bytes) -> str | None:
+    """What kind of document (PDF, text) the bytes are, when they are one that attach_file takes."""
+    if data.lstrip()[:5] == b"%PDF-":
+        return "PDF"
+    suffix = PurePosixPath(name).suffix.lower()
+    return suffix.lstrip(".").upper() if suffix in DOCUMENT_TYPES else None
+
+
+def frames_note(source: str, frames: Frames, count: int, max_frames: int) -> str | None:
+    """What was taken from an animation of `count` frames."""
+    if count <= 1:
+        return None
+    if frames == "first":
+        return f"{source_label(source)} has {count} frames: only the first was taken (frames='all' takes a batch)."
+    from tools.imaging import frame_indices
+
+    taken = frame_indices(count, max_frames)
+    which = ", ".join(str(index + 1) for index in taken)
+    return f"{source_label(source)}: frames='all' took {len(taken)} of {count} frames (frames {which})."
+
+
 async def read_images(deps: Deps, source: str, frames: Frames) -> list[tuple[ImageRecord, bytes | None]]:
     """One source as stored records; bytes are None for an image that is already stored."""
     return [(item.record, item.blob) for item in await read_loaded(deps, source, frames, sizing_for(None))]
@@ -154,6 +175,12 @@ async def read_loaded(deps: Deps, source: str, frames: Frames, sizing: Sizing) -
             )
         return [Loaded(record, None)]
     read = await deps.reader.read(source, max_bytes=deps.limits.max_image_bytes, kind="image")
+    document = document_kind(read.name, read.data)
+    if document:
+        raise ToolError(
+            f"{source_label(source)} is a {document} document, not an image: attach it with attach_file (this "
+            "source as it is), then chat sends it with the images."
+        )
     image_id = await content_id_of("img", read.data)  # off the event loop for large data, like the decode
     known = await deps.store.get_image_record(image_id)
     if known is not None:
@@ -215,8 +242,13 @@ async def load_image(
         sizing = sizing_for((await deps.conversation(conversation_id, with_turns=False)).options)
     # Read every source before storing anything, so one bad source leaves the conversation as it was.
     loaded: list[Loaded] = []
+    notes: list[str] = []
     for item in sources:
-        loaded.extend(await read_loaded(deps, item.strip(), frames, sizing))
+        found = await read_loaded(deps, item.strip(), frames, sizing)
+        loaded.extend(found)
+        note = frames_note(item.strip(), frames, found[0].record.frames, deps.limits.max_frames)
+        if note and not item.strip().startswith(IMAGE_SCHEME):
+            notes.append(note)
     await store_loaded(deps, loaded)
     records = [item.record for item in loaded]
     async with deps.store.lock(conversation_id):
@@ -243,4 +275,5 @@ async def load_image(
             for record in records
         ],
         pending_images=len(conversation.pending_images),
+        notes=notes,
     )

@@ -64,6 +64,73 @@ def rules_for(model: str) -> ModelRules | None:
     return None
 
 
+def known_names() -> list[str]:
+    """The model names the server has prices for (each also has sizing rules and, mostly, option rules)."""
+    from tools.pricing import PRICES
+
+    return sorted(set(PRICES) | {"o1-mini", "o3-mini", "gpt-4.5-preview", "gpt-5-chat-latest", "chatgpt-4o-latest"})
+
+
+def is_known(model: str) -> bool:
+    """Whether the server has option rules or a price for the model, by its whole name (dated snapshots included):
+    image sizing matches name prefixes, so a typo such as gpt-4.1-mnii would pass it."""
+    from tools.pricing import price_of
+
+    return rules_for(model) is not None or price_of(model) is not None
+
+
+# A 4000x3000 photo: what a detail level means on a model is said with it.
+REFERENCE_PHOTO = (4000, 3000)
+
+
+def detail_note(model: str, detail: str) -> str | None:
+    """What `detail` means on `model`, in pixels and tokens (the same word means different sizes per model)."""
+    from tools.image_sizing import DetailNotSupported, model_family, target
+
+    if detail not in ("auto", "low", "high", "original"):
+        return None
+    try:
+        sized = target(*REFERENCE_PHOTO, detail=detail, model=model)  # type: ignore[arg-type]
+    except DetailNotSupported:
+        return None
+    family = model_family(model)
+    known = "" if family != "unknown" else " (an unknown model: sized for the largest any known model uses)"
+    said = (
+        f"On {model}{known}, detail {detail!r} sends a {REFERENCE_PHOTO[0]}x{REFERENCE_PHOTO[1]} photo at "
+        f"{sized.width}x{sized.height} px, about {sized.tokens} tokens."
+    )
+    if detail == "low" and max(sized.width, sized.height) > 512:
+        said += " This model has no 512 px low detail (the tile models, e.g. gpt-4o, gpt-4.1, gpt-5, o3, do)."
+    return said
+
+
+def vision_note(model: str) -> str | None:
+    rules = rules_for(model)
+    if rules is None or rules.vision:
+        return None
+    return f"{model} takes no images: chat refuses a turn with images while it is the model."
+
+
+def catalogue() -> dict[str, dict[str, object]]:
+    """Each known model as the models resource shows it: prices, images, details, options, APIs."""
+    from tools.image_sizing import supported_details
+    from tools.pricing import price_of
+
+    found: dict[str, dict[str, object]] = {}
+    for name in known_names():
+        rules, prices = rules_for(name), price_of(name)
+        vision = rules.vision if rules else True
+        found[name] = {
+            "usd_per_million_tokens": {"input": prices[0], "output": prices[1]} if prices else None,
+            "images": vision,
+            "details": list(supported_details(name)) if vision else [],
+            "reasoning_efforts": list(rules.efforts) if rules and rules.efforts else [],
+            "temperature_top_p": rules.sampling if rules else True,
+            "apis": list(rules.apis) if rules else ["responses", "chat"],
+        }
+    return found
+
+
 def api_refusal(model: str, api: str) -> str | None:
     """Why `model` cannot be asked through `api` ("responses" or "chat"), or None when it can."""
     rules = rules_for(model)

@@ -77,6 +77,16 @@ class Usage(BaseModel):
     reasoning_tokens: int | None = None
 
 
+class SentImage(BaseModel):
+    """One image as it went to the model: the size it was prepared at, the detail asked for, its tokens."""
+
+    image_id: str
+    width: int
+    height: int
+    detail: Detail
+    tokens: int
+
+
 class Turn(BaseModel):
     """One prompt and its answer. Turns are never deleted: a rewind starts a branch from `parent`."""
 
@@ -94,6 +104,7 @@ class Turn(BaseModel):
     api: str = "responses"
     usage: Usage | None = None
     instructions: str | None = None
+    sent: list[SentImage] = Field(default_factory=list, description="This turn's images as sent to the model.")
     background: bool = Field(default=False, description="Sent in Responses background mode: retrievable by id.")
     error: str | None = Field(default=None, description="Why a running turn failed.")
     created_at: float = Field(default_factory=time.time)

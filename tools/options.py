@@ -21,6 +21,7 @@ from pydantic.fields import FieldInfo
 
 from tools import model_rules
 from tools.deps import ConversationId, Deps
+from tools.model_check import check_model
 from tools.models import DEFAULT_MAX_OUTPUT_TOKENS, Detail, Options, ReasoningEffort, ResponseFormat, Truncation
 from tools.ports import api_in_use
 
@@ -43,13 +44,16 @@ MaxOutputTokensArg = Annotated[
 ]
 ReasoningEffortArg = Annotated[
     ReasoningEffort | None,
-    Field(description="Reasoning models only (o-series, gpt-5); levels depend on the model."),
+    Field(description="Reasoning models only; levels depend on the model."),
 ]
 TemperatureArg = Annotated[float | None, Field(ge=0, le=2, description="Non-reasoning models only.")]
 TopPArg = Annotated[float | None, Field(ge=0, le=1, description="Non-reasoning models only.")]
 DetailArg = Annotated[
     Detail | None,
-    Field(description="How closely the model looks: low (cheap, 512 px), high, auto, or original (full resolution)."),
+    Field(
+        description="How closely the model looks: low (fewest tokens), high, auto, or original (full size); the "
+        "result says what it means for the model."
+    ),
 ]
 ResponseFormatArg = Annotated[ResponseFormat | None, Field(description="'json' asks for a JSON object.")]
 ResetArg = Annotated[bool, Field(description="Start from the defaults before applying the rest.")]
@@ -102,7 +106,10 @@ class OptionsResult(BaseModel):
     options: Options
     notes: list[str] = Field(
         default_factory=list,
-        description="Settings dropped because the model cannot take them, and similar remarks.",
+    )
+    model_note: str | None = Field(default=None, description="Why the model name could not be checked, if so.")
+    images: str | None = Field(
+        default=None, description="What the detail means on this model: the size and tokens an image is sent at."
     )
 
 
@@ -176,10 +183,22 @@ async def set_options(
 ) -> OptionsResult:
     changes = changes or OptionChanges()
     check_changes(deps, changes)
+    said: list[str] = []
+    if changes.model:
+        refusal, note = await check_model(deps.upstream, changes.model.strip())
+        if refusal:
+            raise ToolError(f"{refusal} Nothing was changed.")
+        said += [note] if note else []
     async with deps.store.lock(conversation_id):
         conversation = await deps.conversation(conversation_id, with_turns=False)
         updated, notes = apply(deps, conversation.options, changes)
         conversation.options = updated
         conversation.updated_at = time.time()
         await deps.store.put_changes(conversation)  # the options alone, however long the answers
-    return OptionsResult(conversation_id=conversation_id, options=updated, notes=notes)
+    return OptionsResult(
+        conversation_id=conversation_id,
+        options=updated,
+        notes=notes,
+        model_note=" ".join(said) or None,
+        images=model_rules.vision_note(updated.model) or model_rules.detail_note(updated.model, updated.detail),
+    )

@@ -20,23 +20,20 @@ from tools.models import Conversation, Turn, image_ref
 
 DropImages = Annotated[
     list[str] | None,
-    Field(
-        description="Image ids (or image://<id>) to stop waiting for the next turn. Leave out both images and "
-        "files to drop every waiting attachment; give [] to keep all images."
-    ),
+    Field(description="Image ids to drop ([] keeps every image). Give neither images nor files to drop all."),
 ]
 DropFiles = Annotated[
     list[str] | None,
-    Field(description="File ids to stop waiting for the next turn. Leave out both images and files to drop all."),
+    Field(description="File ids to drop."),
 ]
 
 
 class ClearPendingResult(BaseModel):
     conversation_id: str
-    dropped_images: list[str] = Field(description="Image ids that no longer wait for the next turn.")
-    dropped_files: list[str] = Field(description="File ids that no longer wait for the next turn.")
-    pending_images: int = Field(description="Images still waiting for the next chat turn.")
-    pending_files: int = Field(description="Files still waiting for the next chat turn.")
+    dropped_images: list[str]
+    dropped_files: list[str]
+    pending_images: int
+    pending_files: int
 
 
 def drop_pending(

@@ -82,6 +82,12 @@ def plan_turn(conversation: Conversation, call: ChatCall, *, max_images: int) ->
         raise ToolError(f"{len(images)} images in one turn; the limit is {max_images}.")
     parent = choose_parent(conversation, call.persist_context, call.starting_point)
     history = conversation.history(parent)
+    if not (images or files or history) and call.images is None and call.files is None:
+        raise ToolError(nothing_to_look_at(conversation.id))
+    if images:
+        check_vision(options.model, len(images))
+    options, said = json_holds(options, call.prompt)
+    notes += said
     return TurnPlan(
         prompt=call.prompt,
         options=options,
@@ -106,6 +112,42 @@ def sizing_note(conversation: Conversation, options: Options, images: list[str])
         f"{options.model} is not a model imagechat knows (a local or a new one), so at detail 'auto' images go "
         "at most 2048 px a side; set_options(detail='original') sends them up to about 30 megapixels."
     ]
+
+
+def nothing_to_look_at(conversation_id: str) -> str:
+    return (
+        f"Nothing to look at: {conversation_id!r} has no images or files waiting and no earlier turn to continue. "
+        "Load images with load_image (documents with attach_file) first, or pass images=[] to send a text-only "
+        "turn. Nothing was sent."
+    )
+
+
+JSON_INSTRUCTION = "Answer with a JSON object."
+
+
+def check_vision(model: str, count: int) -> None:
+    """A model that takes no images is refused before anything is sent (OpenAI would refuse, and bill nothing)."""
+    rules = model_rules.rules_for(model)
+    if rules is not None and not rules.vision:
+        raise ToolError(
+            f"{model} takes no images (it reads text only), and this turn has {count}. Choose a vision model "
+            "(e.g. gpt-4.1-mini, o3) with set_options(model=...) or chat(model=...), or send a text-only turn with "
+            "images=[]. Nothing was sent."
+        )
+
+
+def json_holds(options: Options, prompt: str) -> tuple[Options, list[str]]:
+    """JSON mode as the upstream accepts it: OpenAI refuses response_format json unless the word "JSON" is in the
+    messages, so the server says it when neither the instructions nor the prompt does."""
+    said = f"{options.instructions or ''} {prompt}".lower()
+    if options.response_format != "json" or "json" in said:
+        return options, []
+    instructions = f"{options.instructions}\n\n{JSON_INSTRUCTION}" if options.instructions else JSON_INSTRUCTION
+    note = (
+        f"response_format is 'json' and neither the instructions nor the prompt mention JSON, which OpenAI requires: "
+        f"the instruction {JSON_INSTRUCTION!r} was added to this turn."
+    )
+    return options.model_copy(update={"instructions": instructions}), [note]
 
 
 def turn_options(options: Options, model: str | None) -> tuple[Options, list[str]]:

@@ -23,8 +23,8 @@ TargetArg = Annotated[
     str,
     Field(
         description=(
-            "'last' answer, 'conversation' (every turn), 'options', 'pending' attachments, 'turn:<n>', "
-            "or 'image:<image_id>' (a small thumbnail)."
+            "'last' answer, 'conversation', 'options', 'pending', 'turn:<n>' (its answer; the whole turn with "
+            "format='json') or 'image:<image_id>' (a thumbnail)."
         )
     ),
 ]
@@ -32,8 +32,8 @@ FormatArg = Annotated[
     PreviewFormat,
     Field(
         description=(
-            "'text': strings as they are, other values as JSON; 'json': always JSON; 'markdown': a readable "
-            "transcript for target='conversation'."
+            "'text' (strings as they are, the rest as JSON), 'json', or 'markdown' (a transcript of "
+            "target='conversation')."
         )
     ),
 ]
@@ -42,7 +42,7 @@ FormatArg = Annotated[
 class PreviewResult(BaseModel):
     conversation_id: str
     target: str
-    text: str = Field(description="Strings as they are; anything else as indented JSON (like Preview Any).")
+    text: str
     image_mime: str | None = None
     image_bytes: int | None = None
     image: bytes | None = Field(default=None, exclude=True)

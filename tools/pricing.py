@@ -35,11 +35,15 @@ class CostEstimate(BaseModel):
     prices_per_million: tuple[float, float]
 
 
+def price_of(model: str) -> tuple[float, float] | None:
+    """USD per million (input, output) tokens; dated snapshots share their model's price."""
+    return PRICES.get(_SNAPSHOT.sub("", model.strip().lower()))
+
+
 def estimate(model: str, input_tokens: int, max_output_tokens: int | None) -> CostEstimate | None:
     """None for max_output_tokens (not sent: the upstream's default applies) is priced at the tool's default."""
     max_output_tokens = DEFAULT_MAX_OUTPUT_TOKENS if max_output_tokens is None else max_output_tokens
-    name = _SNAPSHOT.sub("", model.strip().lower())
-    prices = PRICES.get(name)
+    prices = price_of(model)
     if prices is None:
         return None
     per_in, per_out = prices

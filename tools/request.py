@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from tools import image_sizing
 from tools.deps import Deps
-from tools.models import Detail, Options
+from tools.models import Detail, Options, SentImage
 from tools.plan import TurnPlan
 from tools.ports import ChatRequest, FilePart, ImagePart, Message, TextPart
 
@@ -132,6 +132,16 @@ async def build_request(deps: Deps, plan: TurnPlan) -> ChatRequest:
         for turn in plan.replayed_history
     ]
     return assemble(plan, history, await user_message(deps, options, plan.prompt, plan.images, plan.files))
+
+
+def sent_images(request: ChatRequest) -> list[SentImage]:
+    """This turn's images (the last message's) as they go to the model."""
+    parts = request.messages[-1].parts if request.messages else []
+    return [
+        SentImage(image_id=p.image_id, width=p.width, height=p.height, detail=p.detail, tokens=p.tokens)
+        for p in parts
+        if isinstance(p, ImagePart)
+    ]
 
 
 def estimate(request: ChatRequest) -> TokenEstimate:

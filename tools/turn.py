@@ -32,7 +32,7 @@ from tools.models import Conversation, Turn
 from tools.pending import consume, restore
 from tools.plan import ChatCall, TurnPlan, plan_turn
 from tools.ports import ChatReply, ContextLost
-from tools.request import build_request
+from tools.request import build_request, sent_images
 from tools.sanitize import clean_text
 from tools.turn_words import CANCELLED, NOT_STORED, NOT_WRITABLE, TOO_LONG, reason
 
@@ -175,8 +175,11 @@ class TurnRun:
         raise ToolError(TOO_LONG.format(limit=limit))
 
     async def answer(self, deps: Deps, plan: TurnPlan) -> ChatReply:
+        request = await build_request(deps, plan)
+        if self.draft is not None:  # the record says how each image went to the model (size, detail, tokens)
+            self.draft = self.draft.model_copy(update={"sent": sent_images(request)})
         try:
-            reply = await deps.upstream.send(await build_request(deps, plan), self)
+            reply = await deps.upstream.send(request, self)
         except ContextLost as lost:
             # The upstream lost the stored response, or is not trusted to keep it: send the recorded turns.
             self.notes.append(lost.note or REPLAYED)

@@ -28,6 +28,7 @@ from tools.deps import Deps
 from tools.load_image import read_images
 from tools.ports import Store
 from tools.sanitize import clean_text
+from tools.workflow_estimate import WorkflowEstimate, estimate_nodes
 from tools.workflow_graph import Plan
 from tools.workflow_run import Files, Images, Outputs, Run, preflight, run_nodes
 
@@ -35,34 +36,29 @@ from tools.workflow_run import Files, Images, Outputs, Run, preflight, run_nodes
 WorkflowArg = Annotated[
     str | dict[str, Any],
     Field(
-        description="A ComfyUI workflow: the path of its .json file inside the allowed folders, or the JSON "
-        "object itself, in the UI format (nodes and links, as saved from ComfyUI) or the API format "
-        "({'<id>': {'class_type', 'inputs'}})."
+        description="A ComfyUI workflow: its .json path (inside the allowed folders) or the JSON itself, in the "
+        "UI or the API format."
     ),
 ]
 InputDirArg = Annotated[
     str | None,
     Field(
-        description="Folder where LoadImage and OpenAIInputFiles names are looked up, like ComfyUI's input "
-        "folder; must be inside the allowed folders. Default: the server's input folder."
+        description="Folder of LoadImage/OpenAIInputFiles names (default IMAGECHAT_INPUT_DIR, else the first "
+        "allowed folder)."
     ),
 ]
 RunNameArg = Annotated[
     str | None,
     Field(
         max_length=80,
-        description="Names the run's conversations 'workflow:<name>:node<id>'. Default: the file's name "
-        "without .json, or the workflow's id. Keep it to continue conversations across runs.",
+        description="Names its conversations workflow:<name>:node<id> (default: the file name); reuse to continue.",
     ),
 ]
 
 
 FreshArg = Annotated[
     bool,
-    Field(
-        description="Run every chat node again even if nothing changed since the last run (by default an unchanged "
-        "workflow is answered from the last run, as ComfyUI's cache does)."
-    ),
+    Field(description="Ask the models again even if nothing changed (else the last results, like ComfyUI's cache)."),
 ]
 
 
@@ -70,6 +66,11 @@ class SkippedNode(BaseModel):
     node_id: str
     type: str
     reason: str
+
+
+WorkflowDryRunArg = Annotated[
+    bool, Field(description="Estimate every chat node's tokens and cost without calling any model.")
+]
 
 
 class WorkflowResult(BaseModel):
@@ -80,9 +81,8 @@ class WorkflowResult(BaseModel):
     previews: dict[str, str] = Field(description="Each PreviewAny's text, by node id.")
     chats: dict[str, ChatResult] = Field(description="Each OpenAIChatNode's result, by node id.")
     skipped: list[SkippedNode] = Field(description="Nodes that did not run: notes, muted, bypassed, unconnected.")
-    notes: list[str] = Field(
-        default_factory=list, description="E.g. that the results are the last run's, since nothing changed."
-    )
+    estimate: WorkflowEstimate | None = Field(default=None, description="A dry run's estimate (nothing was sent).")
+    notes: list[str] = Field(default_factory=list)
 
 
 # ComfyUI's cache: an unchanged workflow is answered from its last run. Per store, per run name, in this process
@@ -102,6 +102,7 @@ async def run_workflow(
     name: RunNameArg = None,
     progress: Progress | None = None,
     fresh: FreshArg = False,
+    dry_run: WorkflowDryRunArg = False,
 ) -> WorkflowResult:
     document, file_stem = await load_document(deps, workflow)
     try:
@@ -111,6 +112,15 @@ async def run_workflow(
     run = Run(deps, clean_name(name or file_stem or plan.workflow_id or "inline"), plan, progress)
     await preflight(run)
     run.outputs.update(await read_inputs(deps, plan, input_dir or deps.input_dir))
+    if dry_run:
+        return WorkflowResult(
+            workflow=run.name,
+            format="ui" if plan.format == "ui" else "api",
+            previews={},
+            chats={},
+            skipped=[SkippedNode(node_id=s.node_id, type=s.type, reason=s.reason) for s in plan.skipped],
+            estimate=await estimate_nodes(run),
+        )
     key, last_runs = fingerprint(run), LAST_RUNS.setdefault(deps.store, {})
     last = last_runs.get(run.name)
     if not fresh and last is not None and last[0] == key:
