@@ -114,11 +114,11 @@ async def test_wait_seconds_zero_starts_the_turn_and_answers_running_at_once(
     upstream.add_reply(Reply(text="Slow but sure.", delay=4.0))
     async with connect(settings, mode) as client:
         started = time.monotonic()
-        running = await call(client, "chat", {"prompt": "Think", "wait_seconds": 0})
+        running = await call(client, "chat", {"images": [], "prompt": "Think", "wait_seconds": 0})
         assert running["status"] == "running" and running["turn"] == 1
         assert time.monotonic() - started < 3
         # A second chat while it runs is still refused: one turn at a time.
-        busy = await fails(client, "chat", {"prompt": "Another", "wait_seconds": 0})
+        busy = await fails(client, "chat", {"images": [], "prompt": "Another", "wait_seconds": 0})
         assert "Another turn of 'default' is still being answered" in busy
         done = await call(client, "chat", {"prompt": "-", "turn": 1, "wait_seconds": 10})
         assert done["status"] == "completed" and done["text"] == "Slow but sure."
@@ -154,7 +154,7 @@ async def test_an_agent_can_cancel_a_running_turn(
 async def test_cancelling_a_background_turn_cancels_it_upstream(settings: Settings, upstream: FakeUpstream) -> None:
     upstream.add_reply(Reply(text="never", delay=30.0))
     async with connect(settings, background="always") as client:
-        running = await call(client, "chat", {"prompt": "Think", "wait_seconds": 0.3})
+        running = await call(client, "chat", {"images": [], "prompt": "Think", "wait_seconds": 0.3})
         assert running["status"] == "running"
         cancelled = await call(client, "chat", {"prompt": "-", "turn": running["turn"], "cancel": True})
         assert cancelled["status"] == "failed"

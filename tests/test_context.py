@@ -121,7 +121,7 @@ async def test_a_stand_alone_turn_does_not_ask_the_upstream_to_keep_it(
     async with connect(settings, mode) as client:
         await call(client, "load_image", {"source": str(pictures / "red.png")})
         kept = await call(client, "chat", {"prompt": "Describe it"})
-        alone = await call(client, "chat", {"prompt": "Just this once", "persist_context": False})
+        alone = await call(client, "chat", {"images": [], "prompt": "Just this once", "persist_context": False})
         after = await call(client, "chat", {"prompt": "Go on"})
     first, second, third = upstream.responses_bodies()
     assert first["store"] is True and second["store"] is False
@@ -150,7 +150,7 @@ async def test_set_options_says_at_once_that_chat_completions_will_refuse_a_resp
 ) -> None:
     async with connect(settings, mode, api="chat") as client:
         chosen = await call(client, "set_options", {"model": "o1-pro"})
-        refused = await fails(client, "chat", {"prompt": "Think hard"})
+        refused = await fails(client, "chat", {"images": [], "prompt": "Think hard"})
     [note] = chosen["notes"]
     assert note.startswith("chat will refuse this model: o1-pro is served only through OpenAI's Responses API")
     assert "o1-pro is served only through OpenAI's Responses API" in refused
@@ -167,7 +167,7 @@ async def test_a_background_answer_announced_before_its_id_arrived_survives_a_re
     sqlite = {"store": "sqlite", "background": "always"}
     async with connect(settings, mode, **sqlite) as client:
         await call(client, "set_options", {"model": "o1-pro"})
-        running = await call(client, "chat", {"prompt": "Prove it", "wait_seconds": 0.1})
+        running = await call(client, "chat", {"images": [], "prompt": "Prove it", "wait_seconds": 0.1})
         assert running["status"] == "running" and running["response_id"] is None
         deadline = time.monotonic() + 5
         recorded: dict[str, Any] = {}
@@ -215,7 +215,7 @@ async def test_a_dry_run_on_a_gateway_says_the_chain_is_checked_first(
     settings: Settings, pictures: Path, gateway: FakeUpstream, mode: str
 ) -> None:
     async with connect(settings, mode, base_url=gateway.base_url) as client:
-        await call(client, "chat", {"prompt": "First"})
+        await call(client, "chat", {"images": [], "prompt": "First"})
         dry = await call(client, "chat", {"prompt": "Second", "dry_run": True})
     assert dry["request"]["body"]["previous_response_id"]
     assert any("hands the previous response back by id" in note for note in dry["request"]["notes"])

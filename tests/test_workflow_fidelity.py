@@ -83,7 +83,7 @@ async def test_without_advanced_options_no_limits_are_sent_as_in_comfyui(
     async with connect(settings) as client:
         await run(client, inputs, as_ui(workflow(options=options), modes))
         await call(client, "set_options", {"model": "gpt-4o"})
-        await call(client, "chat", {"prompt": "And by hand?"})
+        await call(client, "chat", {"images": [], "prompt": "And by hand?"})
     from_workflow, by_hand = upstream.responses_bodies()
     assert "max_output_tokens" not in from_workflow and "truncation" not in from_workflow
     assert "instructions" not in from_workflow

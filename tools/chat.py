@@ -47,14 +47,12 @@ ImageIds = Annotated[
 FileIds = Annotated[
     list[str] | None, Field(description="File ids to send (default: those attached since the last turn).")
 ]
-PersistContext = Annotated[
-    bool, Field(description="Continue the conversation (true) or send a stand-alone turn (false).")
-]
+PersistContext = Annotated[bool, Field(description="false: a stand-alone turn, without the conversation so far.")]
 ContinueFrom = Annotated[
     StartingPoint,
     Field(description="Continue from this earlier turn instead of the last ('start': afresh); later turns are kept."),
 ]
-TurnModel = Annotated[str | None, Field(description="Use this model for this turn only.")]
+TurnModel = Annotated[str | None, Field(description="This turn only.")]
 DryRun = Annotated[
     bool,
     Field(description="Return the request, its estimated tokens and cost; send nothing."),
@@ -83,12 +81,12 @@ CancelTurn = Annotated[
 
 class ChatResult(BaseModel):
     conversation_id: str
-    turn: int | None = Field(description="The turn number (null for a dry run).")
+    turn: int | None
     status: str = Field(
         description="completed, incomplete (see incomplete_reason), running (fetch it with chat(turn=<n>)), "
         "failed (see error) or dry_run."
     )
-    text: str = Field(default="", description="The answer (so far, while running).")
+    text: str = ""
     model: str
     response_id: str | None = None
     usage: Usage | None = None

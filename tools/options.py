@@ -51,8 +51,8 @@ TopPArg = Annotated[float | None, Field(ge=0, le=1, description="Non-reasoning m
 DetailArg = Annotated[
     Detail | None,
     Field(
-        description="How closely the model looks: low (fewest tokens), high, auto, or original (full size); the "
-        "result says what it means for the model."
+        description="low (fewest tokens; 512 px on gpt-4o, gpt-4.1, gpt-5, o3, larger on others), high, auto, or "
+        "original (full size); the result says what it means for the model."
     ),
 ]
 ResponseFormatArg = Annotated[ResponseFormat | None, Field(description="'json' asks for a JSON object.")]

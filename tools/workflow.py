@@ -43,7 +43,7 @@ WorkflowArg = Annotated[
 InputDirArg = Annotated[
     str | None,
     Field(
-        description="Folder of LoadImage/OpenAIInputFiles names (default IMAGECHAT_INPUT_DIR, else the first "
+        description="Folder of LoadImage/OpenAIInputFiles names (default: IMAGECHAT_INPUT_DIR, else the first "
         "allowed folder)."
     ),
 ]
