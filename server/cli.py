@@ -58,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(run(ask_parser(), args_list[1:], ask))
     if command == "workflow":
         sys.exit(run(workflow_parser(), args_list[1:], workflow))
+    if command == "prune":
+        sys.exit(prune(args_list[1:]))
     serve(args_list)
 
 
@@ -67,7 +69,8 @@ def serve(args_list: list[str]) -> None:
         description=(
             "An MCP server for ComfyUI's OpenAI Chat workflow. Serves stdio by default. Subcommands: "
             "`imagechat-mcp ask IMAGE... --prompt TEXT` (one turn), `imagechat-mcp workflow FILE.json` (run a "
-            "ComfyUI workflow), `imagechat-mcp settings` (the settings table); each takes --help."
+            "ComfyUI workflow), `imagechat-mcp prune [--dry-run]` (remove what the --keep-* settings do not keep), "
+            "`imagechat-mcp settings` (the settings table); each takes --help."
         ),
         epilog="ask and workflow " + EXIT_CODES,
     )
@@ -175,6 +178,34 @@ def printable(result: ChatResult | WorkflowResult) -> str:
     if len(texts) == 1:
         return next(iter(texts.values()))
     return "\n\n".join(f"--- node {node_id} ---\n{text}" for node_id, text in texts.items())
+
+
+def prune(args_list: list[str]) -> int:
+    """`imagechat-mcp prune [--dry-run]`: remove from the store what the keep_* settings do not keep."""
+    parser = argparse.ArgumentParser(
+        prog="imagechat-mcp prune",
+        description="Remove what the retention settings (--keep-*) do not keep: old conversations, images and "
+        "files no kept conversation refers to, old prepared images. Says what it removed.",
+    )
+    add_settings(parser, "server settings (the store, its state folder and the --keep-* limits)")
+    parser.add_argument("--dry-run", action="store_true", help="Say what would be removed; remove nothing.")
+    args = parser.parse_args(args_list)
+    try:
+        settings = settings_module.resolve(args, os.environ)
+    except settings_module.SettingsError as exc:
+        parser.error(str(exc))
+    setup_logging(settings)
+    from server.stores import open_store, retention_of
+
+    async def job() -> str:
+        store = open_store(settings)
+        try:
+            return (await store.prune(retention_of(settings), dry_run=args.dry_run)).summary(args.dry_run)
+        finally:
+            await store.close()
+
+    sys.stdout.write(anyio.run(job) + "\n")
+    return EXIT_OK
 
 
 # -- running one --------------------------------------------------------------------------------------

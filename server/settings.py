@@ -134,6 +134,33 @@ SPECS: tuple[Spec, ...] = (
         "auto",
         choices=("auto", "always", "never"),
     ),
+    Spec(
+        "keep_conversations_days",
+        "Conversations unchanged for this many days are removed by `imagechat-mcp prune`, with the images and "
+        "files no kept conversation refers to. 0 keeps them forever.",
+        0.0,
+        float,
+    ),
+    Spec(
+        "keep_conversations_mb",
+        "The most that conversations, with the images and files they refer to, may take: `imagechat-mcp prune` "
+        "removes the least recently changed beyond it. 0: no limit.",
+        0.0,
+        float,
+    ),
+    Spec(
+        "keep_variants_days",
+        "Images prepared for a model (a cache, made again when needed) older than this are removed by "
+        "`imagechat-mcp prune`. 0 keeps them.",
+        30.0,
+        float,
+    ),
+    Spec(
+        "keep_variants_mb",
+        "The most the prepared images may take: `imagechat-mcp prune` removes the oldest beyond it. 0: no limit.",
+        1024.0,
+        float,
+    ),
     Spec("timeout", "Upstream request timeout, in seconds.", 600.0, float),
     Spec("max_retries", "Upstream retries on 408/409/429/5xx and connection errors.", 2, int),
     Spec(
@@ -174,6 +201,10 @@ class Settings:
     max_prompt_chars: int = DEFAULTS["max_prompt_chars"]
     wait_seconds: float = DEFAULTS["wait_seconds"]
     background: str = DEFAULTS["background"]
+    keep_conversations_days: float = DEFAULTS["keep_conversations_days"]
+    keep_conversations_mb: float = DEFAULTS["keep_conversations_mb"]
+    keep_variants_days: float = DEFAULTS["keep_variants_days"]
+    keep_variants_mb: float = DEFAULTS["keep_variants_mb"]
     timeout: float = DEFAULTS["timeout"]
     max_retries: int = DEFAULTS["max_retries"]
     log_level: str = DEFAULTS["log_level"]

@@ -10,7 +10,7 @@ from typing import Annotated
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
-from tools.deps import ConversationId, Deps, check_conversation_id, content_id
+from tools.deps import ConversationId, Deps, check_conversation_id, content_id_of
 from tools.models import FileRecord
 from tools.sanitize import clean_text
 from tools.source_label import source_label
@@ -98,7 +98,7 @@ async def store_document(deps: Deps, source: str) -> FileRecord:
     if not read.data:
         raise ToolError(f"{source_label(source)} is empty: there is nothing to attach.")
     check_content(name, mime, read.data)
-    record = FileRecord(file_id=content_id("file", read.data), name=name, mime=mime, bytes=len(read.data))
+    record = FileRecord(file_id=await content_id_of("file", read.data), name=name, mime=mime, bytes=len(read.data))
     await deps.store.put_file(record, read.data)
     return record
 
@@ -111,11 +111,12 @@ async def attach_file(
         raise ToolError("source is empty: give a path to a .txt, .md, .csv, .json or .pdf file.")
     record = await store_document(deps, source.strip())
     async with deps.store.lock(conversation_id):
-        conversation = await deps.conversation(conversation_id)
+        conversation = await deps.conversation(conversation_id, with_turns=False)
         if record.file_id not in conversation.pending_files:
             conversation.pending_files.append(record.file_id)
+        conversation.names.setdefault(record.file_id, record.name)
         conversation.updated_at = time.time()
-        await deps.store.put_conversation(conversation)
+        await deps.store.put_changes(conversation)
     return AttachFileResult(
         conversation_id=conversation_id,
         file=AttachedFile(**record.model_dump()),

@@ -11,7 +11,7 @@ import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
-from tools.deps import ConversationId, Deps, check_conversation_id, content_id
+from tools.deps import ConversationId, Deps, check_conversation_id, content_id_of
 from tools.models import ImageRecord
 from tools.sanitize import clean_text
 from tools.source_label import source_label
@@ -98,7 +98,7 @@ async def read_images(deps: Deps, source: str, frames: Frames) -> list[tuple[Ima
     records: list[tuple[ImageRecord, bytes | None]] = []
     for info, blob in decoded:
         record = ImageRecord(
-            image_id=content_id("img", blob),
+            image_id=await content_id_of("img", blob),
             width=info.width,
             height=info.height,
             format=info.format,
@@ -128,12 +128,13 @@ async def load_image(
         if blob is not None:
             await deps.store.put_image(record, blob)
     async with deps.store.lock(conversation_id):
-        conversation = await deps.conversation(conversation_id)
+        conversation = await deps.conversation(conversation_id, with_turns=False)
         for record, _ in loaded:
             if record.image_id not in conversation.pending_images:
                 conversation.pending_images.append(record.image_id)
+            conversation.names.setdefault(record.image_id, record.name)
         conversation.updated_at = time.time()
-        await deps.store.put_conversation(conversation)
+        await deps.store.put_changes(conversation)
     return LoadImageResult(
         conversation_id=conversation_id,
         images=[

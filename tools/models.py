@@ -98,6 +98,9 @@ class Conversation(BaseModel):
     turns: list[Turn] = Field(default_factory=list)
     pending_images: list[str] = Field(default_factory=list)
     pending_files: list[str] = Field(default_factory=list)
+    # The name each image or file was loaded under in this conversation: the same bytes loaded as a.png here
+    # and as b.png in another conversation are one stored image, shown under each conversation's own name.
+    names: dict[str, str] = Field(default_factory=dict)
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
 

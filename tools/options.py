@@ -9,6 +9,7 @@ field here (plus the schema snapshot).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from dataclasses import dataclass
 from typing import Annotated, Any, get_args, get_type_hints
@@ -73,10 +74,11 @@ class OptionChanges:
     reset: ResetArg = False
 
 
-def arguments() -> list[tuple[str, Any, Any]]:
+@functools.cache  # resolving the type hints costs more than the rest of a set_options call
+def arguments() -> tuple[tuple[str, Any, Any], ...]:
     """Each argument as (name, its Annotated declaration, its default): what the MCP signature is built from."""
     hints = get_type_hints(OptionChanges, include_extras=True)
-    return [(item.name, hints[item.name], item.default) for item in dataclasses.fields(OptionChanges)]
+    return tuple((item.name, hints[item.name], item.default) for item in dataclasses.fields(OptionChanges))
 
 
 def bounds(declaration: Any) -> tuple[Any, Any] | None:
@@ -86,6 +88,12 @@ def bounds(declaration: Any) -> tuple[Any, Any] | None:
     low = next((item.ge for item in metadata if isinstance(item, annotated_types.Ge)), None)
     high = next((item.le for item in metadata if isinstance(item, annotated_types.Le)), None)
     return None if low is None or high is None else (low, high)
+
+
+@functools.cache
+def bounded() -> tuple[tuple[str, tuple[Any, Any]], ...]:
+    """The arguments that declare bounds, with them."""
+    return tuple((name, limits) for name, declaration, _ in arguments() if (limits := bounds(declaration)))
 
 
 class OptionsResult(BaseModel):
@@ -99,10 +107,9 @@ class OptionsResult(BaseModel):
 
 def check_ranges(changes: OptionChanges) -> None:
     """Every bounded argument inside its declared bounds (the MCP schema says the same to clients)."""
-    for name, declaration, _ in arguments():
+    for name, limits in bounded():
         value = getattr(changes, name)
-        limits = bounds(declaration)
-        if value is not None and limits is not None and not limits[0] <= value <= limits[1]:
+        if value is not None and not limits[0] <= value <= limits[1]:
             raise ToolError(f"{name} must be between {limits[0]} and {limits[1]}, not {value}.")
 
 
@@ -166,9 +173,9 @@ async def set_options(
     changes = changes or OptionChanges()
     check_changes(deps, changes)
     async with deps.store.lock(conversation_id):
-        conversation = await deps.conversation(conversation_id)
+        conversation = await deps.conversation(conversation_id, with_turns=False)
         updated, notes = apply(deps, conversation.options, changes)
         conversation.options = updated
         conversation.updated_at = time.time()
-        await deps.store.put_conversation(conversation)
+        await deps.store.put_changes(conversation)  # the options alone, however long the answers
     return OptionsResult(conversation_id=conversation_id, options=updated, notes=notes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,14 +10,50 @@ from typing import Any, Literal, Protocol
 
 from mcp.server.mcpserver.exceptions import ToolError
 
-from tools.models import Conversation, Detail, FileRecord, ImageRecord, Options, Usage
+from tools.models import Conversation, Detail, FileRecord, ImageRecord, Options, Turn, Usage
+
+
+class Blobs(Protocol):
+    """Large bytes (image originals, prepared variants, documents) by content: the key is the sha256 of the
+    bytes in hex, so a blob is written once, never changes, and can be checked against its key.
+
+    A put is all or nothing: a reader never sees part of a blob, even when the writer is killed. Records in the
+    store name the blobs they use; a blob nothing names any more is deleted by the store that owned the name."""
+
+    async def put(self, data: bytes) -> str:
+        """Store `data` (if not already there) and return its key."""
+        ...
+
+    async def get(self, key: str) -> bytes | None: ...
+    async def size(self, key: str) -> int | None: ...
+    async def delete(self, key: str) -> None: ...
+    async def keys(self) -> list[str]:
+        """Every stored key (for pruning: which blobs no record names)."""
+        ...
 
 
 class Store(Protocol):
-    """Conversations as whole documents, images and files by content id, prepared variants by key."""
+    """Conversations (their own record plus one record per turn), images and files by content id, prepared
+    variants by key; the bytes of images, files and variants live in the store's `blobs`.
 
-    async def get_conversation(self, conversation_id: str) -> Conversation | None: ...
+    A change writes only what changed: `put_changes` writes the conversation's own record (options, pending
+    attachments, names) and the turns it is given, so changing the options of a conversation with megabytes of
+    answers writes a few hundred bytes. `put_conversation` writes all of it."""
+
+    @property
+    def blobs(self) -> Blobs:
+        """Where the bytes of images, files and variants are kept."""
+        ...
+
+    async def get_conversation(self, conversation_id: str, *, with_turns: bool = True) -> Conversation | None:
+        """The conversation; with_turns=False leaves `turns` empty (cheap whatever the answers hold)."""
+        ...
+
     async def put_conversation(self, conversation: Conversation) -> None: ...
+    async def put_changes(self, conversation: Conversation, turns: Sequence[Turn] = ()) -> None:
+        """The conversation's own record and `turns` (added or replaced by number); other turns stay as stored."""
+        ...
+
     async def list_conversations(self) -> list[str]: ...
     async def put_image(self, record: ImageRecord, data: bytes) -> None: ...
     async def get_image(self, image_id: str) -> tuple[ImageRecord, bytes] | None: ...

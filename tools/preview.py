@@ -145,13 +145,16 @@ async def image_preview(deps: Deps, conversation_id: str, target: str) -> Previe
             f"No image with id {image_id!r} is loaded. Call load_image first; its result gives the image_id."
         )
     record, data = found
+    # The name it was loaded under in this conversation (the same bytes may have another name elsewhere).
+    conversation = await deps.store.get_conversation(conversation_id, with_turns=False)
+    name = (conversation.names.get(image_id) if conversation is not None else None) or record.name
     from tools import imaging  # Pillow is imported on first use, not at start-up
 
     thumb, mime = await anyio.to_thread.run_sync(
         functools.partial(imaging.thumbnail, data, max_bytes=THUMBNAIL_BYTES), limiter=deps.image_workers
     )
     text = (
-        f"{record.name or image_id}: {record.width}x{record.height} {record.format}, {record.bytes} bytes; "
+        f"{name or image_id}: {record.width}x{record.height} {record.format}, {record.bytes} bytes; "
         f"thumbnail {len(thumb)} bytes {mime}"
     )
     return PreviewResult(

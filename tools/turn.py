@@ -140,13 +140,13 @@ class TurnRun:
                     f"Another turn of {self.conversation_id!r} is still being answered, so this one did not start. "
                     "Wait for it (preview shows it when done), then ask again."
                 )
-            conversation = await deps.conversation(self.conversation_id)
+            conversation = await deps.conversation(self.conversation_id, with_turns=False)
             turn = self.draft.model_copy(
                 update={"response_id": self.response_id, "background": self.background, "output": self.text_so_far()}
             )
             conversation.turns.append(turn)
             consume(conversation, turn, self.takes_pending)
-            await save(deps, conversation)
+            await save(deps, conversation, turn)
             self.announced = True
             return turn
 
@@ -155,9 +155,9 @@ class TurnRun:
         # short half-way.
         with anyio.CancelScope(shield=True):
             async with deps.store.lock(self.conversation_id):
-                conversation = await deps.conversation(self.conversation_id)
-                self.record_answer(conversation, reply)
-                await save(deps, conversation)
+                conversation = await deps.conversation(self.conversation_id, with_turns=False)
+                turn = self.record_answer(conversation, reply)
+                await save(deps, conversation, turn)
 
     async def fail(self, deps: Deps, error: BaseException) -> None:
         """Record the failure of a turn already announced; before that, a failure leaves no trace."""
@@ -167,9 +167,9 @@ class TurnRun:
             return  # the server is stopping; the response lives on upstream and `refresh` fetches it later
         with anyio.CancelScope(shield=True):
             async with deps.store.lock(self.conversation_id):
-                conversation = await deps.conversation(self.conversation_id)
-                self.record_failure(conversation, str(error) if isinstance(error, ToolError) else INTERRUPTED)
-                await save(deps, conversation)
+                conversation = await deps.conversation(self.conversation_id, with_turns=False)
+                turn = self.record_failure(conversation, str(error) if isinstance(error, ToolError) else INTERRUPTED)
+                await save(deps, conversation, turn)
 
     async def abandon(self, deps: Deps) -> None:
         """The caller gave up (or the server is stopping) before the turn was announced: stop generating too."""
@@ -198,7 +198,7 @@ class TurnRun:
         self.record_answer(conversation, reply)
         return True
 
-    def record_answer(self, conversation: Conversation, reply: ChatReply) -> None:
+    def record_answer(self, conversation: Conversation, reply: ChatReply) -> Turn:
         assert self.draft is not None, "a turn is answered only after it began"
         turn = answered(self.draft, reply)
         if self.announced:
@@ -207,13 +207,15 @@ class TurnRun:
             conversation.turns.append(turn)
             consume(conversation, turn, self.takes_pending)
         self.recorded = turn
+        return turn
 
-    def record_failure(self, conversation: Conversation, message: str) -> None:
+    def record_failure(self, conversation: Conversation, message: str) -> Turn:
         assert self.draft is not None, "only a turn that began can fail once announced"
         turn = self.draft.model_copy(update={"status": "failed", "error": message, "output": self.text_so_far()})
         replace_turn(conversation, turn)
         restore(conversation, turn)
         self.recorded = turn
+        return turn
 
 
 def start(deps: Deps, conversation_id: str, call: ChatCall) -> TurnRun:
@@ -237,12 +239,13 @@ async def refresh(deps: Deps, conversation_id: str) -> Conversation | None:
         return conversation
     async with deps.store.lock(conversation_id):
         conversation = await deps.conversation(conversation_id)
-        changed = False
+        changed: list[Turn] = []
         for record in orphans(deps, conversation):
             adopted = TurnRun.adopt(conversation_id, record, deps.turns.owner)
-            changed = await adopted.recover(deps, conversation) or changed
+            if await adopted.recover(deps, conversation) and adopted.recorded is not None:
+                changed.append(adopted.recorded)
         if changed:
-            await save(deps, conversation)
+            await save(deps, conversation, *changed)
     return conversation
 
 
@@ -285,6 +288,7 @@ def restore(conversation: Conversation, turn: Turn) -> None:
     conversation.pending_files += [f for f in turn.files if f not in conversation.pending_files]
 
 
-async def save(deps: Deps, conversation: Conversation) -> None:
+async def save(deps: Deps, conversation: Conversation, *turns: Turn) -> None:
+    """The conversation's own record and the turns that changed: the others are not written again."""
     conversation.updated_at = time.time()
-    await deps.store.put_conversation(conversation)
+    await deps.store.put_changes(conversation, turns)

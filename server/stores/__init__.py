@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from server.settings import Settings
-from tools.ports import Store
+from server.stores.retention import PrunableStore, Retention
 
 
-def open_store(settings: Settings) -> Store:
+def open_store(settings: Settings) -> PrunableStore:
     if settings.store == "memory":
         from server.stores.memory import MemoryStore
 
@@ -14,3 +14,12 @@ def open_store(settings: Settings) -> Store:
     from server.stores.sqlite import SqliteStore
 
     return SqliteStore(settings.resolved_state_dir() / "imagechat.sqlite3")
+
+
+def retention_of(settings: Settings) -> Retention:
+    return Retention(
+        conversation_days=settings.keep_conversations_days,
+        conversation_mb=settings.keep_conversations_mb,
+        variant_days=settings.keep_variants_days,
+        variant_mb=settings.keep_variants_mb,
+    )

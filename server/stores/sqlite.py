@@ -1,117 +1,191 @@
-"""The embedded default: one SQLite file in WAL mode, so state survives restarts.
+"""The embedded default: one SQLite file in WAL mode holding records, and a blob folder beside it for bytes.
 
-sqlite3 blocks, so every statement runs in a worker thread; one connection guarded by a thread lock
-is plenty for a single-user server and keeps the writes ordered.
+Small statements (a conversation's own row, a turn of a few kilobytes, an image record) run inline on the event
+loop: they take tens of microseconds, less than handing them to a worker thread. What may be large (a
+conversation read with all its turns, a turn of more than `INLINE_BYTES`, every blob) runs in a worker thread.
+The inline path never waits: if the connection is in use by a worker thread, or another process holds the
+write lock, the statement goes to a worker thread, which waits there as long as it must.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import anyio
 
+from server.stores import sqlite_prune, sqlite_schema
+from server.stores.blobs import FileBlobs
 from server.stores.locks import LocalLocks
-from tools.models import Conversation, FileRecord, ImageRecord
+from server.stores.retention import Pruned, Retention, choose
+from tools.models import Conversation, FileRecord, ImageRecord, Turn
 
 T = TypeVar("T")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS conversations (id TEXT PRIMARY KEY, doc TEXT NOT NULL, updated_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS images (id TEXT PRIMARY KEY, meta TEXT NOT NULL, data BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS files (id TEXT PRIMARY KEY, meta TEXT NOT NULL, data BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS variants (key TEXT PRIMARY KEY, mime TEXT NOT NULL, data BLOB NOT NULL,
-                                     created_at REAL NOT NULL);
-"""
+log = logging.getLogger(__name__)
+INLINE_BYTES = 64 * 1024  # a write up to this size runs on the event loop
+WAIT_MS = 30_000  # how long a worker thread waits for another process's write lock
 
 
 class SqliteStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        self.blobs = FileBlobs(path.parent / "blobs")
+        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=WAIT_MS / 1000)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        sqlite_schema.prepare(self.db, self.blobs)
+        self.db.execute("PRAGMA busy_timeout = 0")  # the inline path never waits (see the module docstring)
         self._guard = threading.Lock()
         self._locks = LocalLocks()
         self._turn_locks = LocalLocks()  # apart from _locks: no conversation id can name a turn lock
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def call() -> T:
-            with self._guard:
-                return fn(self._db)
+    # -- running statements ---------------------------------------------------------------------------
 
-        return await anyio.to_thread.run_sync(call)
+    async def run(self, fn: Callable[[sqlite3.Connection], T], *, small: bool = True) -> T:
+        """`fn(connection)`, inline when `small` and the connection is free at once, else in a worker thread."""
+        if small and self._guard.acquire(blocking=False):
+            try:
+                return fn(self.db)
+            except sqlite3.OperationalError as exc:
+                if not busy(exc):
+                    raise
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+            finally:
+                self._guard.release()
+        return await anyio.to_thread.run_sync(self._waiting, fn)
 
-    async def _one(self, sql: str, *params: Any) -> Any:
-        return await self._run(lambda db: db.execute(sql, params).fetchone())
+    def _waiting(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        with self._guard:
+            self.db.execute(f"PRAGMA busy_timeout = {WAIT_MS}")
+            try:
+                return fn(self.db)
+            finally:
+                self.db.execute("PRAGMA busy_timeout = 0")
 
-    async def _write(self, sql: str, *params: Any) -> None:
-        await self._run(lambda db: db.execute(sql, params))
+    # -- conversations --------------------------------------------------------------------------------
 
-    async def get_conversation(self, conversation_id: str) -> Conversation | None:
-        row = await self._one("SELECT doc FROM conversations WHERE id = ?", conversation_id)
-        return None if row is None else Conversation.model_validate_json(row[0])
+    async def get_conversation(self, conversation_id: str, *, with_turns: bool = True) -> Conversation | None:
+        def read(db: sqlite3.Connection) -> tuple[str, list[str]] | None:
+            row = db.execute("SELECT head FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+            if row is None or not with_turns:
+                return None if row is None else (row[0], [])
+            docs = db.execute("SELECT doc FROM turns WHERE conversation = ? ORDER BY turn", (conversation_id,))
+            return row[0], [doc for (doc,) in docs]
+
+        found = await self.run(read, small=not with_turns)
+        if found is None:
+            return None
+        conversation = Conversation.model_validate_json(found[0])
+        conversation.turns = [Turn.model_validate_json(doc) for doc in found[1]]
+        return conversation
 
     async def put_conversation(self, conversation: Conversation) -> None:
-        await self._write(
-            "INSERT INTO conversations (id, doc, updated_at) VALUES (?, ?, ?) "
-            "ON CONFLICT(id) DO UPDATE SET doc = excluded.doc, updated_at = excluded.updated_at",
-            conversation.id,
-            conversation.model_dump_json(),
-            time.time(),
-        )
+        await self.put_changes(conversation, conversation.turns)
+
+    async def put_changes(self, conversation: Conversation, turns: Sequence[Turn] = ()) -> None:
+        head = conversation.model_dump_json(exclude={"turns"})
+        docs = [(conversation.id, turn.turn, turn.model_dump_json()) for turn in turns]
+
+        def write(db: sqlite3.Connection) -> None:
+            with transaction(db):
+                db.execute(
+                    "INSERT INTO conversations (id, head, created_at, updated_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(id) DO UPDATE SET head = excluded.head, updated_at = excluded.updated_at",
+                    (conversation.id, head, conversation.created_at, time.time()),
+                )
+                db.executemany("INSERT OR REPLACE INTO turns (conversation, turn, doc) VALUES (?, ?, ?)", docs)
+
+        await self.run(write, small=len(head) + sum(len(doc) for *_, doc in docs) <= INLINE_BYTES)
 
     async def list_conversations(self) -> list[str]:
-        rows = await self._run(lambda db: db.execute("SELECT id FROM conversations ORDER BY id").fetchall())
+        rows = await self.run(lambda db: db.execute("SELECT id FROM conversations ORDER BY id").fetchall())
         return [row[0] for row in rows]
 
-    async def put_image(self, record: ImageRecord, data: bytes) -> None:
-        await self._write(
-            "INSERT OR IGNORE INTO images (id, meta, data) VALUES (?, ?, ?)",
-            record.image_id,
-            record.model_dump_json(),
-            data,
+    # -- images, files and variants: records here, bytes in the blob folder ---------------------------
+
+    async def _put_record(self, table: str, item: str, meta: str, data: bytes) -> None:
+        def known(db: sqlite3.Connection) -> bool:
+            # Loaded before: mark it as used now, so a prune's grace period covers this load too.
+            updated = db.execute(f"UPDATE {table} SET created_at = ? WHERE id = ?", (time.time(), item))  # noqa: S608 - table names are constants
+            return updated.rowcount > 0
+
+        if await self.run(known):
+            return
+        key = await self.blobs.put(data)  # whole on disk before any record names it
+        await self.run(
+            lambda db: db.execute(
+                f"INSERT OR IGNORE INTO {table} (id, meta, blob, bytes, created_at) VALUES (?, ?, ?, ?, ?)",  # noqa: S608 - table names are constants
+                (item, meta, key, len(data), time.time()),
+            )
         )
+
+    async def _get_record(self, table: str, item: str, *, data: bool) -> tuple[str, bytes] | None:
+        row = await self.run(lambda db: db.execute(f"SELECT meta, blob FROM {table} WHERE id = ?", (item,)).fetchone())  # noqa: S608 - table names are constants
+        if row is None:
+            return None
+        if not data:
+            return row[0], b""
+        blob = await self.blobs.get(row[1])
+        if blob is None:
+            log.warning("the %s record %s names blob %s, which is missing", table, item, row[1])
+            return None
+        return row[0], blob
+
+    async def put_image(self, record: ImageRecord, data: bytes) -> None:
+        await self._put_record("images", record.image_id, record.model_dump_json(), data)
 
     async def get_image(self, image_id: str) -> tuple[ImageRecord, bytes] | None:
-        row = await self._one("SELECT meta, data FROM images WHERE id = ?", image_id)
-        return None if row is None else (ImageRecord.model_validate_json(row[0]), bytes(row[1]))
+        found = await self._get_record("images", image_id, data=True)
+        return None if found is None else (ImageRecord.model_validate_json(found[0]), found[1])
 
     async def get_image_record(self, image_id: str) -> ImageRecord | None:
-        row = await self._one("SELECT meta FROM images WHERE id = ?", image_id)
-        return None if row is None else ImageRecord.model_validate_json(row[0])
+        found = await self._get_record("images", image_id, data=False)
+        return None if found is None else ImageRecord.model_validate_json(found[0])
 
     async def put_file(self, record: FileRecord, data: bytes) -> None:
-        await self._write(
-            "INSERT OR IGNORE INTO files (id, meta, data) VALUES (?, ?, ?)",
-            record.file_id,
-            record.model_dump_json(),
-            data,
-        )
+        await self._put_record("files", record.file_id, record.model_dump_json(), data)
 
     async def get_file(self, file_id: str) -> tuple[FileRecord, bytes] | None:
-        row = await self._one("SELECT meta, data FROM files WHERE id = ?", file_id)
-        return None if row is None else (FileRecord.model_validate_json(row[0]), bytes(row[1]))
+        found = await self._get_record("files", file_id, data=True)
+        return None if found is None else (FileRecord.model_validate_json(found[0]), found[1])
 
     async def get_variant(self, key: str) -> tuple[str, bytes] | None:
-        row = await self._one("SELECT mime, data FROM variants WHERE key = ?", key)
-        return None if row is None else (str(row[0]), bytes(row[1]))
+        row = await self.run(lambda db: db.execute("SELECT mime, blob FROM variants WHERE key = ?", (key,)).fetchone())
+        if row is None:
+            return None
+        blob = await self.blobs.get(row[1])
+        return None if blob is None else (str(row[0]), blob)
 
     async def put_variant(self, key: str, mime: str, data: bytes) -> None:
-        await self._write(
-            "INSERT OR REPLACE INTO variants (key, mime, data, created_at) VALUES (?, ?, ?, ?)",
-            key,
-            mime,
-            data,
-            time.time(),
+        blob = await self.blobs.put(data)
+        await self.run(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO variants (key, mime, blob, bytes, created_at) VALUES (?, ?, ?, ?, ?)",
+                (key, mime, blob, len(data), time.time()),
+            )
         )
+
+    async def prune(self, policy: Retention, *, dry_run: bool = False, now: float | None = None) -> Pruned:
+        moment = time.time() if now is None else now
+
+        def work(db: sqlite3.Connection) -> Pruned:
+            stock = sqlite_prune.inventory(db, self.blobs)
+            pruned = choose(stock, policy, moment)
+            if not dry_run:
+                sqlite_prune.remove(db, self.blobs, stock, pruned, moment)
+            return pruned
+
+        return await self.run(work, small=False)
+
+    # -- locks and closing ------------------------------------------------------------------------------
 
     def lock(self, conversation_id: str) -> AbstractAsyncContextManager[None]:
         return self._locks.hold(conversation_id)
@@ -120,4 +194,27 @@ class SqliteStore:
         return self._turn_locks.hold(conversation_id)
 
     async def close(self) -> None:
-        await self._run(lambda db: db.close())
+        def close() -> None:
+            with self._guard:
+                self.db.close()
+
+        await anyio.to_thread.run_sync(close)
+
+
+def busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+@contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error: the write lock is taken first, so a busy database
+    fails before anything is written."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")

@@ -1,0 +1,179 @@
+"""The blob port's implementations: content-addressed files beside the database, or bytes in memory.
+
+Folder layout (`FileBlobs`): `<root>/ab/abcdef...` holds the blob whose sha256 is `abcdef...` (the first two
+hex digits fan the files out over 256 folders), and `<root>/tmp/` holds writes in progress, named
+`<pid>-<random>.part`. A write goes to a temporary file in `tmp/` (the same file system), is flushed and
+fsynced, then renamed to its key: a reader sees the whole blob or none, whatever kills the writer. Opening the
+folder removes the temporary files of writers that are gone (their process no longer runs, or the file is
+older than an hour), so a killed writer leaves nothing behind for long.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+
+import anyio
+
+STALE_SECONDS = 3600.0  # a temporary file this old belongs to no live write
+
+
+def blob_key(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def is_key(key: str) -> bool:
+    return len(key) == 64 and all(c in "0123456789abcdef" for c in key)
+
+
+class FileBlobs:
+    """Blobs as files under `root`; every operation runs in a worker thread (they may touch megabytes)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp = root / "tmp"
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        self.clean_leftovers()
+
+    def path(self, key: str) -> Path:
+        if not is_key(key):
+            raise ValueError(f"not a blob key: {key!r}")
+        return self.root / key[:2] / key
+
+    def clean_leftovers(self) -> int:
+        """Remove the temporary files of writes whose writer is gone; the number removed."""
+        removed = 0
+        for entry in os.scandir(self.tmp):
+            if entry.name.endswith(".part") and not writer_alive(entry):
+                Path(entry.path).unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    def write(self, data: bytes) -> str:
+        """Write `data` under its key (blocking); an existing blob is kept, and marked as just used."""
+        key = blob_key(data)
+        final = self.path(key)
+        if final.exists():
+            # Touched so that a prune running now in another process sees it as new (see retention.py).
+            os.utime(final)
+            return key
+        final.parent.mkdir(exist_ok=True)
+        part = self.tmp / f"{os.getpid()}-{secrets.token_hex(6)}.part"
+        try:
+            with open(part, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())  # the bytes are on disk before the name says they are there
+            os.replace(part, final)
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+        sync_folder(final.parent)
+        return key
+
+    def read(self, key: str) -> bytes | None:
+        try:
+            return self.path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def stat_size(self, key: str) -> int | None:
+        try:
+            return self.path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def remove(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
+
+    def all_keys(self) -> list[str]:
+        return [entry.name for folder in self.root.glob("??") for entry in os.scandir(folder) if is_key(entry.name)]
+
+    def modified(self, key: str) -> float | None:
+        try:
+            return self.path(key).stat().st_mtime
+        except FileNotFoundError:
+            return None
+
+    async def put(self, data: bytes) -> str:
+        return await anyio.to_thread.run_sync(self.write, data)
+
+    async def get(self, key: str) -> bytes | None:
+        return await anyio.to_thread.run_sync(self.read, key)
+
+    async def size(self, key: str) -> int | None:
+        return await anyio.to_thread.run_sync(self.stat_size, key)
+
+    async def delete(self, key: str) -> None:
+        await anyio.to_thread.run_sync(self.remove, key)
+
+    async def keys(self) -> list[str]:
+        return await anyio.to_thread.run_sync(self.all_keys)
+
+
+class MemoryBlobs:
+    """Blobs in this process's memory (the memory store's)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+        self.added: dict[str, float] = {}
+
+    async def put(self, data: bytes) -> str:
+        key = await anyio.to_thread.run_sync(blob_key, data) if len(data) > 65536 else blob_key(data)
+        self.data.setdefault(key, data)
+        self.added[key] = time.time()
+        return key
+
+    async def get(self, key: str) -> bytes | None:
+        return self.data.get(key)
+
+    async def size(self, key: str) -> int | None:
+        found = self.data.get(key)
+        return None if found is None else len(found)
+
+    async def delete(self, key: str) -> None:
+        self.data.pop(key, None)
+        self.added.pop(key, None)
+
+    async def keys(self) -> list[str]:
+        return list(self.data)
+
+    def modified(self, key: str) -> float | None:
+        return self.added.get(key)
+
+
+def writer_alive(entry: os.DirEntry[str]) -> bool:
+    """Whether the temporary file `entry` may still be being written (by its pid, where that can be asked)."""
+    try:
+        if time.time() - entry.stat().st_mtime > STALE_SECONDS:
+            return False
+    except FileNotFoundError:
+        return True  # already gone
+    pid_text = entry.name.split("-", 1)[0]
+    if sys.platform == "win32" or not pid_text.isdigit():
+        return True  # os.kill(pid, 0) would end the process on Windows: wait for the age rule instead
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return True  # another store of this process may be writing it (a failed write removes its own file)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def sync_folder(folder: Path) -> None:
+    """Make a rename in `folder` durable (POSIX; Windows has no directory handles to sync)."""
+    if sys.platform == "win32":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
