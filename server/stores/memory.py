@@ -126,5 +126,8 @@ class MemoryStore:
     def turn_lock(self, conversation_id: str) -> AbstractAsyncContextManager[None]:
         return self._turn_locks.hold(conversation_id)
 
+    async def turn_holder(self, conversation_id: str) -> str | None:
+        return "this process" if self._turn_locks.held(conversation_id) else None
+
     async def close(self) -> None:
         return None

@@ -1,0 +1,78 @@
+"""Leases in the SQLite file itself, so that every process using the file shares them (server/stores/leases.py).
+
+One row per held lease; each statement is atomic on its own, and a lease whose time ran out counts as free.
+The clock is the machine's wall clock, which every process on one machine shares (a SQLite file is never
+shared between machines safely anyway). The statements use their own connection, waiting up to `WAIT_S` for
+the write lock, in a worker thread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import anyio
+
+T = TypeVar("T")
+WAIT_S = 30.0
+SCHEMA = "CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, token TEXT NOT NULL, expires REAL NOT NULL)"
+
+
+class SqliteLeases:
+    def __init__(self, path: Path, space: str) -> None:
+        self.space = space  # a prefix, so that two key spaces share the table without meeting
+        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=WAIT_S)
+        self.db.execute(SCHEMA)
+        self.guard = threading.Lock()
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            with self.guard:
+                return fn(self.db)
+
+        return await anyio.to_thread.run_sync(call)
+
+    async def take(self, name: str, token: str, ttl: float) -> bool:
+        now = time.time()
+        taken = await self.run(
+            lambda db: (
+                db.execute(
+                    "INSERT INTO leases (name, token, expires) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+                    "token = excluded.token, expires = excluded.expires WHERE leases.expires < ?",
+                    (self.space + name, token, now + ttl, now),
+                ).rowcount
+            )
+        )
+        return bool(taken)
+
+    async def renew(self, name: str, token: str, ttl: float) -> bool:
+        renewed = await self.run(
+            lambda db: (
+                db.execute(
+                    "UPDATE leases SET expires = ? WHERE name = ? AND token = ?",
+                    (time.time() + ttl, self.space + name, token),
+                ).rowcount
+            )
+        )
+        return bool(renewed)
+
+    async def drop(self, name: str, token: str) -> None:
+        await self.run(
+            lambda db: db.execute("DELETE FROM leases WHERE name = ? AND token = ?", (self.space + name, token))
+        )
+
+    async def holder(self, name: str) -> str | None:
+        row = await self.run(
+            lambda db: db.execute(
+                "SELECT token FROM leases WHERE name = ? AND expires >= ?", (self.space + name, time.time())
+            ).fetchone()
+        )
+        return None if row is None else str(row[0])
+
+    def close(self) -> None:
+        with self.guard:
+            self.db.close()
