@@ -15,7 +15,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from server.stores.leases import LeaseLocks
+from server.stores.leases import LeaseBackend, LeaseLocks
 from server.stores.memory import MemoryStore
 from server.stores.redis import RedisLeases, RedisStore
 from server.stores.retention import DAY, PrunableStore, Retention
@@ -157,6 +157,7 @@ async def test_prune_removes_old_conversations_and_keeps_what_kept_ones_use(
 async def test_a_lease_nobody_renews_runs_out_and_a_renewed_one_does_not(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
+    backends: list[LeaseBackend]
     if kind == "sqlite":
         path = tmp_path / "leases.sqlite3"
         backends = [SqliteLeases(path, "lock:"), SqliteLeases(path, "lock:")]

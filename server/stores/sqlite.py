@@ -45,8 +45,9 @@ class SqliteStore:
         sqlite_schema.prepare(self.db, self.blobs)
         self.db.execute("PRAGMA busy_timeout = 0")  # the inline path never waits (see the module docstring)
         self._guard = threading.Lock()
-        # Leases in the file itself, so every process on the file takes the same locks (server/stores/leases.py).
-        self.leases = (SqliteLeases(path, "lock:"), SqliteLeases(path, "turn:"))
+        # Leases in a file beside it, so every process on the database takes the same locks (server/stores/leases.py).
+        leases = path.with_name(path.stem + "-leases.sqlite3")
+        self.leases = (SqliteLeases(leases, "lock:"), SqliteLeases(leases, "turn:"))
         owner = owner or new_owner()
         self._locks = LeaseLocks(self.leases[0], owner, lease_seconds)
         self._turn_locks = LeaseLocks(self.leases[1], owner, lease_seconds)

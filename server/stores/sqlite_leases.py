@@ -1,9 +1,12 @@
-"""Leases in the SQLite file itself, so that every process using the file shares them (server/stores/leases.py).
+"""Leases in a small SQLite file beside the database, shared by every process that opens the database
+(server/stores/leases.py).
 
 One row per held lease; each statement is atomic on its own, and a lease whose time ran out counts as free.
 The clock is the machine's wall clock, which every process on one machine shares (a SQLite file is never
-shared between machines safely anyway). The statements use their own connection, waiting up to `WAIT_S` for
-the write lock, in a worker thread.
+shared between machines safely anyway). A file of their own keeps the lease writes out of the database's
+write lock and log; nothing in it needs to survive a crash (every holder dies with the machine), so it is
+not synced. The statements use their own connection, waiting up to `WAIT_S` for the write lock, in a worker
+thread.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ class SqliteLeases:
     def __init__(self, path: Path, space: str) -> None:
         self.space = space  # a prefix, so that two key spaces share the table without meeting
         self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=WAIT_S)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=OFF")
         self.db.execute(SCHEMA)
         self.guard = threading.Lock()
 
