@@ -166,7 +166,9 @@ class TurnRun:
         # short half-way.
         with anyio.CancelScope(shield=True):
             async with deps.store.lock(self.conversation_id):
-                conversation = await deps.conversation(self.conversation_id, with_turns=self.announced)
+                # Still holding the turn lease, nobody else changed the turns: the conversation's own record will do.
+                lost = await deps.store.turn_holder(self.conversation_id) != self.owner
+                conversation = await deps.conversation(self.conversation_id, with_turns=self.announced or lost)
                 if self.settled_elsewhere(conversation):
                     return
                 turn = self.record_answer(conversation, reply)
@@ -249,6 +251,9 @@ class TurnRun:
         if self.announced:
             replace_turn(conversation, turn)
         else:
+            if conversation.get_turn(turn.turn) is not None:
+                # This process stalled past its lease and another took the next number meanwhile: keep both answers.
+                turn = turn.model_copy(update={"turn": conversation.next_number()})
             conversation.turns.append(turn)
             consume(conversation, turn, self.takes_pending)
         self.recorded = turn

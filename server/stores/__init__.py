@@ -16,7 +16,7 @@ def open_store(settings: Settings, owner: str | None = None) -> PrunableStore:
     if settings.store == "memory":
         from server.stores.memory import MemoryStore
 
-        return MemoryStore()
+        return MemoryStore(owner or new_owner())
     from server.stores.sqlite import SqliteStore
 
     path = settings.resolved_state_dir() / "imagechat.sqlite3"
