@@ -65,8 +65,8 @@ async def work(deps: Deps, mode: str, args: list[str]) -> dict[str, Any]:
     if mode == "race":
         return await race(deps, args[0], int(args[1]))
     if mode == "open":
-        result = await set_options(deps, args[0], OptionChanges(temperature=0.5))
-        return {"temperature": result.options.temperature}
+        changed = await set_options(deps, args[0], OptionChanges(temperature=0.5))
+        return {"temperature": changed.options.temperature}
     if mode == "start":
         await load_image(deps, args[1], args[0])
         running = await chat(deps, "Talk for a while", args[0], wait_seconds=0.5)
