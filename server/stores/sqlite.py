@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import anyio
 
@@ -29,6 +29,7 @@ from tools.models import Conversation, FileRecord, ImageRecord, Turn
 from tools.running import new_owner
 
 T = TypeVar("T")
+Records = Literal["images", "files"]
 log = logging.getLogger(__name__)
 INLINE_BYTES = 64 * 1024  # a write up to this size runs on the event loop
 WAIT_MS = 30_000  # how long a worker thread waits for another process's write lock
@@ -100,13 +101,19 @@ class SqliteStore:
         head = conversation.model_dump_json(exclude={"turns"})
         docs = [(conversation.id, turn.turn, turn.model_dump_json()) for turn in turns]
 
+        def write_head(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO conversations (id, head, created_at, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET head = excluded.head, updated_at = excluded.updated_at",
+                (conversation.id, head, conversation.created_at, time.time()),
+            )
+
         def write(db: sqlite3.Connection) -> None:
+            if not docs:
+                write_head(db)  # one statement is its own transaction
+                return
             with transaction(db):
-                db.execute(
-                    "INSERT INTO conversations (id, head, created_at, updated_at) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT(id) DO UPDATE SET head = excluded.head, updated_at = excluded.updated_at",
-                    (conversation.id, head, conversation.created_at, time.time()),
-                )
+                write_head(db)
                 db.executemany("INSERT OR REPLACE INTO turns (conversation, turn, doc) VALUES (?, ?, ?)", docs)
 
         await self.run(write, small=len(head) + sum(len(doc) for *_, doc in docs) <= INLINE_BYTES)
@@ -117,24 +124,22 @@ class SqliteStore:
 
     # -- images, files and variants: records here, bytes in the blob folder ---------------------------
 
-    async def _put_record(self, table: str, item: str, meta: str, data: bytes) -> None:
+    async def _put_record(self, table: Records, item: str, meta: str, data: bytes) -> None:
+        touch = f"UPDATE {table} SET created_at = ? WHERE id = ?"  # noqa: S608 - one of two table names
+        insert = f"INSERT OR IGNORE INTO {table} VALUES (?, ?, ?, ?, ?)"  # noqa: S608 - id, meta, blob, bytes, at
+
         def known(db: sqlite3.Connection) -> bool:
             # Loaded before: mark it as used now, so a prune's grace period covers this load too.
-            updated = db.execute(f"UPDATE {table} SET created_at = ? WHERE id = ?", (time.time(), item))  # noqa: S608 - table names are constants
-            return updated.rowcount > 0
+            return db.execute(touch, (time.time(), item)).rowcount > 0
 
         if await self.run(known):
             return
         key = await self.blobs.put(data)  # whole on disk before any record names it
-        await self.run(
-            lambda db: db.execute(
-                f"INSERT OR IGNORE INTO {table} (id, meta, blob, bytes, created_at) VALUES (?, ?, ?, ?, ?)",  # noqa: S608 - table names are constants
-                (item, meta, key, len(data), time.time()),
-            )
-        )
+        await self.run(lambda db: db.execute(insert, (item, meta, key, len(data), time.time())))
 
-    async def _get_record(self, table: str, item: str, *, data: bool) -> tuple[str, bytes] | None:
-        row = await self.run(lambda db: db.execute(f"SELECT meta, blob FROM {table} WHERE id = ?", (item,)).fetchone())  # noqa: S608 - table names are constants
+    async def _get_record(self, table: Records, item: str, *, data: bool) -> tuple[str, bytes] | None:
+        select = f"SELECT meta, blob FROM {table} WHERE id = ?"  # noqa: S608 - one of two table names
+        row = await self.run(lambda db: db.execute(select, (item,)).fetchone())
         if row is None:
             return None
         if not data:

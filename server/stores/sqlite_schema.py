@@ -74,6 +74,9 @@ def has_old_layout(db: sqlite3.Connection) -> bool:
 
 def migrate(db: sqlite3.Connection, blobs: FileBlobs) -> None:
     started = time.monotonic()
+    log.warning(
+        "moving the store to layout %d (the bytes of images and files to %s); this happens once", VERSION, blobs.root
+    )
     # The blobs first, outside the transaction: each is written whole under its key, so repeating this after
     # a crash rewrites nothing; the records that name them are then moved in one transaction.
     keys = {table: write_blobs(db, blobs, table) for table in ("images", "files", "variants")}
@@ -94,17 +97,21 @@ def migrate(db: sqlite3.Connection, blobs: FileBlobs) -> None:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
-    db.execute("VACUUM")  # give back the pages the bytes took
+    try:
+        db.execute("VACUUM")  # give back the pages the bytes took
+    except sqlite3.OperationalError as exc:  # another process has it open: the pages are reused instead
+        log.info("could not compact the store after moving it: %s", exc)
     log.info("moved the store to layout %d in %.1f s", VERSION, time.monotonic() - started)
 
 
 def write_blobs(db: sqlite3.Connection, blobs: FileBlobs, table: str) -> dict[str, tuple[str, int]]:
     """Each row's bytes written to the blob folder: {row id: (blob key, size)}."""
     column = "key" if table == "variants" else "id"
-    ids = [row[0] for row in db.execute(f"SELECT {column} FROM {table}")]  # noqa: S608 - table names are constants
+    every, one = f"SELECT {column} FROM {table}", f"SELECT data FROM {table} WHERE {column} = ?"  # noqa: S608
+    ids = [row[0] for row in db.execute(every)]
     keys: dict[str, tuple[str, int]] = {}
     for item in ids:  # one row at a time: a store of many large images is never read at once
-        data = bytes(db.execute(f"SELECT data FROM {table} WHERE {column} = ?", (item,)).fetchone()[0])  # noqa: S608 - table names are constants
+        data = bytes(db.execute(one, (item,)).fetchone()[0])
         keys[item] = (blobs.write(data), len(data))
     return keys
 
@@ -123,12 +130,10 @@ def move_records(db: sqlite3.Connection, keys: dict[str, dict[str, tuple[str, in
             [(conversation_id, turn["turn"], json.dumps(turn)) for turn in turns],
         )
     for table in ("images", "files"):
-        for item, meta in db.execute(f"SELECT id, meta FROM old_{table}").fetchall():  # noqa: S608 - table names are constants
+        old, insert = f"SELECT id, meta FROM old_{table}", f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?)"  # noqa: S608
+        for item, meta in db.execute(old).fetchall():
             key, size = keys[table][item]
-            db.execute(
-                f"INSERT INTO {table} (id, meta, blob, bytes, created_at) VALUES (?, ?, ?, ?, ?)",  # noqa: S608 - table names are constants
-                (item, meta, key, size, now),
-            )
+            db.execute(insert, (item, meta, key, size, now))
     for item, mime, created_at in db.execute("SELECT key, mime, created_at FROM old_variants").fetchall():
         key, size = keys["variants"][item]
         db.execute(
