@@ -109,3 +109,29 @@ async def test_a_turn_whose_process_is_killed_is_settled_once_by_another_within_
     assert "Ask again" in settled[0]["error"] and settled[0]["text"].startswith("word")
     assert settled[0]["pending"]["images"] == running["images"] and settled[1]["pending"] == settled[0]["pending"]
     assert took < LEASE + 8, took  # the lease, plus starting two Python processes on a busy machine
+
+
+@pytest.mark.timeout(120)
+async def test_a_background_turn_whose_process_is_killed_is_finished_once_by_another(
+    worker_env: Env, upstream: FakeUpstream, pictures: Path
+) -> None:
+    upstream.add_reply(Reply(text="Worth the wait.", delay=LEASE + 5))
+    env = worker_env  # the owner and its followers all ask for background responses
+
+    def background(**more: str) -> dict[str, str]:
+        return env(IMAGECHAT_BACKGROUND="always", **more)
+
+    owner = start(background, "start", "background", str(pictures / "red.png"))
+    assert owner.stdout is not None
+    running = json.loads(owner.stdout.readline())
+    assert running["status"] == "running"
+    time.sleep(3)  # the owner's checkpoint records the response id, if the upstream named it after the announce
+    os.kill(owner.pid, signal.SIGKILL)
+    owner.communicate(timeout=10)
+    followers = [start(background, "collect", "background", "1", "30") for _ in range(3)]
+    settled = [result(follower) for follower in followers]
+    # Each follower sees the one answer; the images stay used by it (a failure would have given them back).
+    assert len({(s["status"], s["text"], s["response_id"]) for s in settled}) == 1
+    assert settled[0]["status"] == "completed" and settled[0]["text"] == "Worth the wait." and settled[0]["response_id"]
+    assert all(s["pending"]["images"] == [] for s in settled)
+    assert upstream.responses_bodies()[0]["background"] is True and len(upstream.responses_bodies()) == 1

@@ -215,7 +215,9 @@ class TurnRun:
                 stored = conversation.get_turn(self.number)
                 if stored is None or stored.status != "running" or self.finished.is_set():
                     return
-                partial = stored.model_copy(update={"output": self.text_so_far(), "response_id": self.response_id})
+                # The response id too: announced before the upstream named it, a background turn is found by it.
+                update = {"output": self.text_so_far(), "response_id": self.response_id, "background": self.background}
+                partial = stored.model_copy(update=update)
                 await save(deps, conversation, partial)
 
     async def abandon(self, deps: Deps) -> None:
