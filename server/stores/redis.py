@@ -26,7 +26,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import anyio
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from server.stores.blobs import blob_key
 from server.stores.leases import LeaseLocks
@@ -37,6 +37,8 @@ PREFIX = "imagechat:"
 RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
 DROP = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 HASH_INLINE_BYTES = 64 * 1024
+MAX_CONNECTIONS = 64  # per process: Redis answers in microseconds, so a few dozen serve hundreds of calls
+POOL_WAIT = 30.0  # seconds a command waits for a free connection before it fails
 
 
 def text(value: Any) -> str:
@@ -112,7 +114,10 @@ class RedisBlobs:
 
 class RedisStore:
     def __init__(self, url: str, *, owner: str, lease_seconds: float, prefix: str = PREFIX) -> None:
-        self.redis = Redis.from_url(url)
+        # A pool that waits for a free connection when all are busy (the default one fails with "Too many
+        # connections"): 200 chats at once must queue for Redis, not fail.
+        self.pool = BlockingConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS, timeout=POOL_WAIT)
+        self.redis = Redis(connection_pool=self.pool)
         self.prefix = prefix
         self.blobs = RedisBlobs(self.redis, prefix)
         self._locks = LeaseLocks(RedisLeases(self.redis, prefix + "lock:"), owner, lease_seconds)
@@ -214,3 +219,4 @@ class RedisStore:
 
     async def close(self) -> None:
         await self.redis.aclose()
+        await self.pool.aclose()
