@@ -197,3 +197,21 @@ async def test_a_replica_killed_mid_turn_leaves_the_conversation_consistent(
     assert pending["images"] == [image_id]
     assert again["turn"] == 2 and again["status"] == "completed" and again["images"] == [image_id]
     assert [(t["turn"], t["status"]) for t in turns] == [(1, "failed"), (2, "completed")]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_progress_reaches_the_caller_through_the_balancer(
+    cluster: Cluster, upstream: FakeUpstream, mode: str
+) -> None:
+    upstream.add_reply(Reply(text="one two three four", chunks=4, chunk_delay=0.4))
+    seen: list[str | None] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(message)
+
+    async with Client(cluster.url, mode=mode) as client:
+        args = {"prompt": "Count", "conversation_id": f"progress-{mode}"}
+        answer = await client.call_tool("chat", args, progress_callback=on_progress)
+    assert not answer.is_error and answer.structured_content is not None
+    assert answer.structured_content["text"] == "one two three four"
+    assert seen and all(message and "tokens so far" in message for message in seen)
