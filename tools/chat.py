@@ -228,6 +228,7 @@ async def wait_for_turn(
         await watch(run, wait, progress)
         if run.finished.is_set():
             return outcome(run)
+        wait = 0  # the budget was spent on this process's own run: report it as it stands
     conversation = await follow_elsewhere(deps, conversation_id, number, wait, progress)
     found = conversation.get_turn(number) if conversation is not None else None
     if found is None:
