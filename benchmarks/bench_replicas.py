@@ -6,8 +6,9 @@ For each replica count: a real redis-server (unix socket), that many real server
 (`--transport streamable-http`, IMAGECHAT_STORE=redis) and the real HAProxy with deploy/haproxy.cfg, as
 tests/cluster.py runs them; the fake OpenAI server (tests/fake_upstream.py) in a process of its own answers
 every request after `--latency` seconds. `--chats` chats, each in a conversation of its own, are sent at the
-same moment through the balancer by 10 MCP clients (modern era; stateless HTTP, so consecutive calls of one
-client land on different replicas). Ideal wall time: the latency (ratio 1.0). Errors: none allowed; the run
+same moment through the balancer by 10 MCP clients (modern era; stateless HTTP when there are several replicas, so
+consecutive calls of one client land on different replicas; a first row runs one replica with its default
+stateful HTTP, the others stateless). Ideal wall time: the latency (ratio 1.0). Errors: none allowed; the run
 fails on any. Every replica answers one chat first, unmeasured (a process's first chat imports the SDK).
 
 Writes benchmarks/results/bench_replicas.json.
@@ -76,22 +77,30 @@ async def burst(cluster: Cluster, chats: int) -> dict[str, Any]:
     }
 
 
-def run(replicas: int, chats: int, latency: float) -> dict[str, Any]:
+def run(replicas: int, stateless: bool, chats: int, latency: float) -> dict[str, Any]:
     report: dict[str, Any] = {}
+    # One replica serves stateful HTTP unless told it is one of several; the row "1, stateless" tells the cost
+    # of stateless HTTP apart from the gain of more processes.
+    env = {"IMAGECHAT_REPLICAS": "3" if stateless else "1"}
     with tempfile.TemporaryDirectory(prefix="bench-replicas-") as folder:
         redis = RedisServer(Path(folder))
         redis.start()
         try:
             with (
                 upstream_process(chats + replicas, latency, report) as base_url,
-                Cluster(Path(folder), redis.url, base_url, replicas=replicas) as cluster,
+                Cluster(Path(folder), redis.url, base_url, replicas=replicas, env=env) as cluster,
             ):
                 anyio.run(warm_up, cluster)
                 load_before = os.getloadavg()[0]
                 measured = anyio.run(burst, cluster, chats)
         finally:
             redis.stop()
-    measured.update(replicas=replicas, load_before=round(load_before, 2), upstream_requests=report.get("responses"))
+    measured.update(
+        replicas=replicas,
+        stateless=stateless,
+        load_before=round(load_before, 2),
+        upstream_requests=report.get("responses"),
+    )
     return measured
 
 
@@ -100,11 +109,17 @@ def main() -> None:
     parser.add_argument("--chats", type=int, default=200)
     parser.add_argument("--latency", type=float, default=0.5)
     parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--repeat", type=int, default=1, help="Runs of each configuration (the machine is shared).")
     args = parser.parse_args()
-    results = [run(count, args.chats, args.latency) for count in args.replicas]
+    configurations = [(1, False), *[(count, True) for count in args.replicas]]
+    results = [
+        run(count, stateless, args.chats, args.latency)
+        for _ in range(args.repeat)
+        for count, stateless in configurations
+    ]
     rows = [
         [
-            r["replicas"],
+            f"{r['replicas']}, {'stateless' if r['stateless'] else 'stateful'}",
             args.chats,
             f"{r['wall_s']:.2f}",
             f"{r['wall_s'] / args.latency:.1f}",
@@ -117,7 +132,9 @@ def main() -> None:
     ]
     say(f"{args.chats} concurrent chats through HAProxy, fake upstream latency {args.latency * 1000:.0f} ms, "
         f"{os.cpu_count()} cores")  # fmt: skip
-    say(table(["replicas", "chats", "wall s", "wall / latency", "p50 s", "p95 s", "errors", "load (1 min)"], rows))
+    say(
+        table(["replicas, HTTP", "chats", "wall s", "wall / latency", "p50 s", "p95 s", "errors", "load (1 min)"], rows)
+    )
     for r in results:
         for error in r["errors"][:5]:
             say(f"  {r['replicas']} replicas: {error}")
