@@ -17,8 +17,8 @@ class Blobs(Protocol):
     """Large bytes (image originals, prepared variants, documents) by content: the key is the sha256 of the
     bytes in hex, so a blob is written once, never changes, and can be checked against its key.
 
-    A put is all or nothing: a reader never sees part of a blob, even when the writer is killed. Records in the
-    store name the blobs they use; a blob nothing names any more is deleted by the store that owned the name."""
+    A put is all or nothing: a reader never sees part of a blob, even when the writer is killed. A blob is put
+    before any record names it; one that no record names any more is deleted when the store prunes."""
 
     async def put(self, data: bytes) -> str:
         """Store `data` (if not already there) and return its key."""
