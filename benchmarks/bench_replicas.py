@@ -49,6 +49,24 @@ async def warm_up(cluster: Cluster) -> None:
             await chat(client, f"warm-up-{index}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_of(cluster: Cluster) -> dict[str, float]:
+    """CPU seconds so far of the replicas together, the balancer, and this process (the 200 clients)."""
+    return {
+        "replicas": sum(cpu_seconds(process.pid) for process in cluster.replicas),
+        "balancer": cpu_seconds(cluster.balancer.pid) if cluster.balancer else 0.0,
+        "clients": time.process_time(),
+    }
+
+
 async def burst(cluster: Cluster, chats: int) -> dict[str, Any]:
     latencies: list[float] = []
     errors: list[str] = []
@@ -92,7 +110,9 @@ def run(replicas: int, stateless: bool, chats: int, latency: float) -> dict[str,
             ):
                 anyio.run(warm_up, cluster)
                 load_before = os.getloadavg()[0]
+                cpu_before = cpu_of(cluster)
                 measured = anyio.run(burst, cluster, chats)
+                cpu_after = cpu_of(cluster)
         finally:
             redis.stop()
     measured.update(
@@ -100,6 +120,7 @@ def run(replicas: int, stateless: bool, chats: int, latency: float) -> dict[str,
         stateless=stateless,
         load_before=round(load_before, 2),
         upstream_requests=report.get("responses"),
+        cpu_s={name: round(cpu_after[name] - cpu_before[name], 2) for name in cpu_before},
     )
     return measured
 
@@ -127,14 +148,16 @@ def main() -> None:
             f"{r['p95_s']:.2f}" if r["p95_s"] is not None else "-",
             len(r["errors"]),
             r["load_before"],
+            f"{r['cpu_s']['replicas'] * 1000 / args.chats:.0f}",
+            f"{r['cpu_s']['clients'] * 1000 / args.chats:.0f}",
         ]
         for r in results
     ]
     say(f"{args.chats} concurrent chats through HAProxy, fake upstream latency {args.latency * 1000:.0f} ms, "
         f"{os.cpu_count()} cores")  # fmt: skip
-    say(
-        table(["replicas, HTTP", "chats", "wall s", "wall / latency", "p50 s", "p95 s", "errors", "load (1 min)"], rows)
-    )
+    headers = ["replicas, HTTP", "chats", "wall s", "wall / latency", "p50 s", "p95 s", "errors", "load (1 min)"]
+    headers += ["server CPU ms / chat", "client CPU ms / chat"]
+    say(table(headers, rows))
     for r in results:
         for error in r["errors"][:5]:
             say(f"  {r['replicas']} replicas: {error}")
