@@ -9,17 +9,23 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
+from server.app import opened
+from server.settings import Settings
 from tests.fake_upstream import FakeUpstream, Reply
 from tests.redis_server import redis_server, redis_url  # noqa: F401 - fixtures
+from tools.chat import chat
 
 ROOT = Path(__file__).parent.parent
 # Short, so that a killed owner's turn is settled quickly; not so short that a busy machine's pause (the first
@@ -135,3 +141,30 @@ async def test_a_background_turn_whose_process_is_killed_is_finished_once_by_ano
     assert settled[0]["status"] == "completed" and settled[0]["text"] == "Worth the wait." and settled[0]["response_id"]
     assert all(s["pending"]["images"] == [] for s in settled)
     assert upstream.responses_bodies()[0]["background"] is True and len(upstream.responses_bodies()) == 1
+
+
+async def test_a_turn_that_lost_its_lease_keeps_its_answer_under_a_new_number(
+    settings: Settings, upstream: FakeUpstream
+) -> None:
+    """In one process for control: two Deps on one SQLite file, the first one's lease taken from it mid-turn (as
+    when its process stalls past the lease), so the second one's turn goes first."""
+    shared = replace(settings, store="sqlite")
+    upstream.add_reply(Reply(text="slow answer", delay=1.5))
+    upstream.add_reply(Reply(text="fast answer"))
+    answers: dict[str, int | None] = {}
+    async with opened(shared) as one, opened(shared) as two:
+
+        async def slow() -> None:
+            answers["slow"] = (await chat(one, "slow question", "stalled", wait_seconds=20)).turn
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(slow)
+            while not upstream.requests:
+                await anyio.sleep(0.02)
+            assert shared.state_dir is not None
+            with sqlite3.connect(shared.state_dir / "imagechat-leases.sqlite3") as leases:
+                leases.execute("DELETE FROM leases")  # the lease ran out
+            answers["fast"] = (await chat(two, "fast question", "stalled", wait_seconds=20)).turn
+        stored = await two.store.get_conversation("stalled")
+    assert answers == {"fast": 1, "slow": 2}
+    assert stored is not None and [(t.turn, t.output) for t in stored.turns] == [(1, "fast answer"), (2, "slow answer")]
