@@ -96,7 +96,12 @@ class LeaseLocks:
     async def renew(self, name: str, token: str) -> None:
         while True:
             await anyio.sleep(self.ttl / 3)
-            if not await self.backend.renew(name, token, self.ttl):
+            try:
+                renewed = await self.backend.renew(name, token, self.ttl)
+            except Exception as exc:  # a passing failure of the shared place must not cut the holder's work short
+                log.warning("could not renew the lease on %r (trying again): %s", name, exc)
+                continue
+            if not renewed:
                 # Another process may have taken it since: the turn's own checks keep its answer from being
                 # recorded twice (tools/turn.py), so this is worth a warning, not a crash.
                 log.warning("the lease on %r ran out while held (the process stalled for %.0f s)", name, self.ttl)
