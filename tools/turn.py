@@ -13,12 +13,9 @@ Its life, each step a method of `TurnRun`:
 - recover: after a restart, a turn recorded as running that no live owner holds is adopted and settled: a
   background response is fetched again by its id, a stream that was cut off is recorded as failed.
 
-Across processes (replicas on one Redis, or two processes on one SQLite file) the owner holds the conversation's
-turn lock as a lease it renews (server/stores/leases.py) for the whole turn: another process that finds the turn
-running asks the store who holds that lease. While the owner lives, the other process follows the record, which
-the owner checkpoints every few seconds; once the owner is dead and its lease ran out, whichever process looks
-first settles the turn under the conversation's lock, re-reading it, so it is settled exactly once; and an owner
-that stalled past its lease finds its turn settled and drops its late answer (`settled_elsewhere`).
+Across processes the owner holds the conversation's turn lock as a lease it renews (server/stores/leases.py):
+others follow the record, which the owner checkpoints; once the owner died and its lease ran out, whoever looks
+first settles the turn, under the conversation's lock and re-reading it, so exactly once (`settled_elsewhere`).
 """
 
 from __future__ import annotations
