@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import MCPServer, RequestStateSecurity
 
 from prompts import instruction_texts
 from prompts.register import register_prompts
@@ -16,6 +16,7 @@ from server.settings import DEFAULTS, Settings
 from server.stores import open_store
 from tools.deps import Deps, Limits
 from tools.ports import SourceReader
+from tools.running import RunningTurns
 
 VERSION = "0.1.0"
 INSTRUCTIONS = """\
@@ -48,8 +49,10 @@ def make_deps(settings: Settings, *, reader: SourceReader | None = None) -> Deps
             allow_http=settings.allow_http,
             max_bytes=max(settings.max_image_bytes, settings.max_file_bytes),
         )
+    turns = RunningTurns()  # this process's owner id also names it in the store's leases
     return Deps(
-        store=open_store(settings),
+        store=open_store(settings, turns.owner),
+        turns=turns,
         reader=reader,
         upstream=OpenAIUpstream(settings),
         default_model=settings.model,
@@ -102,6 +105,7 @@ def build_server(settings: Settings, *, reader: SourceReader | None = None) -> I
         lifespan=lifespan,
         log_level=settings.log_level,  # type: ignore[arg-type]
         extensions=[build_apps()],
+        request_state_security=state_security(settings),
     )
     from server.mcp_resources import register_resources
     from server.mcp_tools import register_tools
@@ -113,3 +117,11 @@ def build_server(settings: Settings, *, reader: SourceReader | None = None) -> I
     register_resources(server, lambda: server.current)
     register_prompts(server)
     return server
+
+
+def state_security(settings: Settings) -> RequestStateSecurity | None:
+    """Replicas seal multi-round-trip state with the key they share, so any of them can continue what another
+    began; one process keeps the SDK's per-process key (None)."""
+    if settings.state_key:
+        return RequestStateSecurity(keys=[settings.state_key])
+    return None

@@ -80,6 +80,8 @@ def serve(args_list: list[str]) -> None:
         settings = settings_module.resolve(args, os.environ)
     except settings_module.SettingsError as exc:
         parser.error(str(exc))
+    if settings.replicas > 1 and not settings.state_key:
+        parser.error("IMAGECHAT_REPLICAS > 1 needs IMAGECHAT_STATE_KEY, the same secret on every replica.")
     setup_logging(settings)
     from server.failures import state_problem
 
@@ -98,7 +100,9 @@ def serve(args_list: list[str]) -> None:
         from server.failures import quiet_disconnects
 
         quiet_disconnects()
-        server.run("streamable-http", host=settings.host, port=settings.port)
+        # Behind a round-robin balancer no session may live in one replica: each request stands alone.
+        stateless = settings.replicas > 1
+        server.run("streamable-http", host=settings.host, port=settings.port, stateless_http=stateless)
     elif by_hand:
         terminal.run(server)
     else:

@@ -72,9 +72,35 @@ SPECS: tuple[Spec, ...] = (
     ),
     Spec(
         "store",
-        "Where conversations and images live: sqlite (survives restarts) or memory.",
+        "Where conversations and images live: sqlite (survives restarts), memory, or redis (shared by several "
+        "replicas; see IMAGECHAT_REDIS_URL).",
         "sqlite",
-        choices=("sqlite", "memory"),
+        choices=("sqlite", "memory", "redis"),
+    ),
+    Spec(
+        "redis_url",
+        "The Redis of store=redis: redis://host:port/db, rediss://... (TLS) or unix:///path/to/redis.sock.",
+        "redis://127.0.0.1:6379/0",
+    ),
+    Spec(
+        "lease_seconds",
+        "How long a lock or a running turn stays held by a process that stopped renewing it (it renews every "
+        "third of this while alive): after this, a dead replica's turn is settled by another.",
+        15.0,
+        float,
+    ),
+    Spec(
+        "replicas",
+        "How many server processes serve this store behind one load balancer. More than 1 serves stateless "
+        "streamable HTTP (no session to pin a client to one replica); set IMAGECHAT_STATE_KEY on all of them.",
+        1,
+        int,
+    ),
+    Spec(
+        "state_key",
+        "A secret shared by all replicas that seals the state of multi-round-trip requests, so any replica can "
+        "continue what another began (at least 32 characters; environment only is safest).",
+        None,
     ),
     Spec(
         "state_dir",
@@ -219,6 +245,10 @@ class Settings:
     api: str = DEFAULTS["api"]
     base_url: str | None = DEFAULTS["base_url"]
     store: str = DEFAULTS["store"]
+    redis_url: str = field(default=DEFAULTS["redis_url"], repr=False)  # may hold a password
+    lease_seconds: float = DEFAULTS["lease_seconds"]
+    replicas: int = DEFAULTS["replicas"]
+    state_key: str | None = field(default=DEFAULTS["state_key"], repr=False)
     state_dir: Path | None = DEFAULTS["state_dir"]
     allowed_dirs: list[Path] | None = DEFAULTS["allowed_dirs"]
     allow_hidden: bool = DEFAULTS["allow_hidden"]

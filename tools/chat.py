@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 from tools import pricing
 from tools.deps import ConversationId, Deps, check_conversation_id
 from tools.model_check import check_model
-from tools.models import SentImage, Turn, Usage
+from tools.models import Conversation, SentImage, Turn, Usage
 from tools.plan import ChatCall, plan_turn
 from tools.plan import StartingPoint as StartingPoint
 from tools.request import TokenEstimate, abbreviate, build_request, estimate, sent_images
@@ -31,6 +31,7 @@ from tools.turn import TurnRun, live, refresh, start
 Progress = Callable[[float, float | None, str], Awaitable[None]]
 PROGRESS_INTERVAL = 0.5  # at most two progress notifications a second while tokens stream in
 HEARTBEAT = 5.0  # and one every 5 s while the model thinks, so clients that reset their timeout keep waiting
+FOLLOW_INTERVAL = 0.5  # how often a turn run by another process is re-read
 MAX_WAIT = 3600  # seconds: the longest a call may wait for its answer
 # How long a turn whose wait ran out may take to get hold of an idle conversation before it counts as queued
 # behind another turn (wait_seconds=0 means "start it, and answer running at once").
@@ -282,7 +283,8 @@ async def wait_for_turn(
         await watch(run, wait, progress)
         if run.finished.is_set():
             return outcome(run)
-    return await recorded(deps, conversation_id, number)
+        wait = 0  # the budget was spent on this process's own run: report it as it stands
+    return await recorded(deps, conversation_id, number, wait, progress)
 
 
 async def cancel_turn(deps: Deps, conversation_id: str, number: int) -> ChatResult:
@@ -305,10 +307,32 @@ async def cancel_turn(deps: Deps, conversation_id: str, number: int) -> ChatResu
     return result
 
 
-async def recorded(deps: Deps, conversation_id: str, number: int) -> ChatResult:
-    conversation = await refresh(deps, conversation_id)
+async def recorded(
+    deps: Deps, conversation_id: str, number: int, wait: float = 0, progress: Progress | None = None
+) -> ChatResult:
+    """The turn as the store has it, followed up to `wait` seconds while another process answers it."""
+    conversation = await follow_elsewhere(deps, conversation_id, number, wait, progress)
     found = conversation.get_turn(number) if conversation is not None else None
     if found is None:
         count = len(conversation.turns) if conversation else 0
         raise ToolError(f"{conversation_id!r} has no turn {number} ({count} turns so far).")
     return result_of(conversation_id, found)
+
+
+async def follow_elsewhere(
+    deps: Deps, conversation_id: str, number: int, wait: float, progress: Progress | None
+) -> Conversation | None:
+    """A turn this process does not run (another replica does, or nobody since its owner died): the conversation
+    re-read until the turn is settled, by its owner or here once the owner's lease ran out, or the budget is spent."""
+    started = time.monotonic()
+    while True:
+        conversation = await refresh(deps, conversation_id)
+        found = conversation.get_turn(number) if conversation is not None else None
+        left = wait - (time.monotonic() - started)
+        if found is None or found.status != "running" or left <= 0:
+            return conversation
+        if progress is not None:
+            spent = time.monotonic() - started
+            so_far = f"{len(found.output)} characters so far" if found.output else "waiting for the model"
+            await progress(round(spent, 1), None, f"running on another server process: {so_far} ({spent:.0f} s)")
+        await anyio.sleep(min(FOLLOW_INTERVAL, left))

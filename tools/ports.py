@@ -71,6 +71,11 @@ class Store(Protocol):
         own: it never blocks `lock` of any conversation, whatever the conversation ids."""
         ...
 
+    async def turn_holder(self, conversation_id: str) -> str | None:
+        """The owner (a process id, tools/running.py) whose live lease holds the conversation's turn lock, if any:
+        a turn recorded as running while nobody holds the lock was cut off (its process stopped or died)."""
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -2,9 +2,10 @@
 
 Turns run in the server's task group, so an answer that takes minutes outlives the request that asked for
 it (clients give up after about a minute), and a later request can wait for it. Every turn is run by an
-owner, this process's id: `claim` and `release` are where a store shared by several replicas would take and
-drop a lease on the turn (renewed while it streams), and `holds` is where it would ask whether the lease is
-still live. In one process the registry itself is the lease.
+owner, this process's id, which also names the process in the store's leases: the turn holds the conversation's
+turn lock, a lease renewed every third of IMAGECHAT_LEASE_SECONDS while the process lives (server/stores/leases.py).
+`holds` answers for this process; for a turn run elsewhere, `Store.turn_holder` says whether a live owner still
+holds its lease (tools/turn.py `orphans`).
 """
 
 from __future__ import annotations

@@ -16,6 +16,10 @@ Its life, each step a method of `TurnRun`:
   before the turn was announced, so generating stops;
 - recover: after a restart, a turn recorded as running that no live owner holds is adopted and settled: a
   background response is fetched again by its id, a stream that was cut off is recorded as failed.
+
+Across processes the owner holds the conversation's turn lock as a lease it renews (server/stores/leases.py):
+others follow the record, which the owner checkpoints; once the owner died and its lease ran out, whoever looks
+first settles the turn, under the conversation's lock and re-reading it, so exactly once (`settled_elsewhere`).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ log = logging.getLogger(__name__)
 INTERRUPTED = "The server stopped while this answer was streaming, so it was lost. Ask again."
 REPLAYED = "The upstream no longer had the previous response; the history was replayed."
 UNEXPECTED = "The turn failed unexpectedly; the server log has the details. Try again."
+CHECKPOINT_SECONDS = 2.0  # how often a running turn's answer so far is written for other replicas
 
 
 class TurnRun:
@@ -134,6 +139,8 @@ class TurnRun:
     async def take_turn(self, deps: Deps, call: ChatCall) -> None:
         # One turn at a time per conversation: a second chat waits rather than interleaving with the first.
         async with deps.store.turn_lock(self.conversation_id):
+            # Holding the turn lock, any turn still recorded as running lost its owner (whose lease ran out).
+            await refresh(deps, self.conversation_id, turn_lock_held=True)
             plan = self.begin(deps, await deps.conversation(self.conversation_id), call)
             try:
                 await self.check_writable(deps)
@@ -208,6 +215,7 @@ class TurnRun:
             consume(conversation, turn, self.takes_pending)
             await save(deps, conversation, turn)
             self.announced = True
+            deps.turns.spawn(functools.partial(self.checkpoint, deps))
             return turn
 
     async def finish(self, deps: Deps, reply: ChatReply) -> None:
@@ -216,7 +224,12 @@ class TurnRun:
         with anyio.CancelScope(shield=True):
             try:
                 async with deps.store.lock(self.conversation_id):
-                    conversation = await deps.conversation(self.conversation_id, with_turns=False)
+                    # Still holding the turn lease, nobody else changed the turns: the conversation's own record
+                    # will do.
+                    lost = await deps.store.turn_holder(self.conversation_id) != self.owner
+                    conversation = await deps.conversation(self.conversation_id, with_turns=self.announced or lost)
+                    if self.settled_elsewhere(conversation):
+                        return
                     turn = self.record_answer(conversation, reply)
                     await save(deps, conversation, turn)
             except Exception as exc:
@@ -254,9 +267,43 @@ class TurnRun:
         message = str(error) if isinstance(error, ToolError) else CANCELLED if self.cancel_requested else INTERRUPTED
         with anyio.CancelScope(shield=True):
             async with deps.store.lock(self.conversation_id):
-                conversation = await deps.conversation(self.conversation_id, with_turns=False)
+                conversation = await deps.conversation(self.conversation_id, with_turns=True)
+                if self.settled_elsewhere(conversation):
+                    return
                 turn = self.record_failure(conversation, message)
                 await save(deps, conversation, turn)
+
+    def settled_elsewhere(self, conversation: Conversation) -> bool:
+        """Whether this announced turn was settled by another process meanwhile (this one stalled past its lease,
+        which a replica took over): then that record stands, so the turn ends exactly once."""
+        if not self.announced or self.number is None:
+            return False
+        stored = conversation.get_turn(self.number)
+        if stored is None or stored.status == "running":
+            return False
+        log.warning(
+            "turn %d of %r was settled by another process; this answer is dropped", stored.turn, conversation.id
+        )
+        self.recorded = stored
+        return True
+
+    async def checkpoint(self, deps: Deps) -> None:
+        """While an announced turn streams, write its answer so far every few seconds: a replica following the
+        turn (chat(turn=N), preview) shows it, and a crash keeps it."""
+        while not self.finished.is_set():
+            with anyio.move_on_after(CHECKPOINT_SECONDS):
+                await self.finished.wait()
+            if self.finished.is_set() or self.number is None:
+                return
+            async with deps.store.lock(self.conversation_id):
+                conversation = await deps.conversation(self.conversation_id)
+                stored = conversation.get_turn(self.number)
+                if stored is None or stored.status != "running" or self.finished.is_set():
+                    return
+                # The response id too: announced before the upstream named it, a background turn is found by it.
+                update = {"output": self.text_so_far(), "response_id": self.response_id, "background": self.background}
+                partial = stored.model_copy(update=update)
+                await save(deps, conversation, partial)
 
     async def abandon(self, deps: Deps) -> None:
         """The caller gave up (or the server is stopping) before the turn was announced: stop generating too."""
@@ -291,6 +338,9 @@ class TurnRun:
         if self.announced:
             replace_turn(conversation, turn)
         else:
+            if conversation.get_turn(turn.turn) is not None:
+                # This process stalled past its lease and another took the next number meanwhile: keep both answers.
+                turn = turn.model_copy(update={"turn": conversation.next_number()})
             conversation.turns.append(turn)
             consume(conversation, turn, self.takes_pending)
         self.recorded = turn
@@ -318,16 +368,18 @@ def live(deps: Deps, conversation_id: str, number: int) -> TurnRun | None:
     return found if isinstance(found, TurnRun) else None
 
 
-async def refresh(deps: Deps, conversation_id: str) -> Conversation | None:
+async def refresh(deps: Deps, conversation_id: str, *, turn_lock_held: bool = False) -> Conversation | None:
     """The conversation with its running turns brought up to date where this process can tell: a turn that no
-    live owner holds was cut off by a restart and is recovered here."""
+    live owner holds (its process stopped, or died and its lease ran out) is recovered here, exactly once (under
+    the conversation's lock, re-read). `turn_lock_held`: the caller holds the turn lock, so no other process runs
+    a turn of this conversation."""
     conversation = await deps.store.get_conversation(conversation_id)
-    if conversation is None or not orphans(deps, conversation):
+    if conversation is None or not await orphans(deps, conversation, turn_lock_held):
         return conversation
     async with deps.store.lock(conversation_id):
         conversation = await deps.conversation(conversation_id)
         changed: list[Turn] = []
-        for record in orphans(deps, conversation):
+        for record in await orphans(deps, conversation, turn_lock_held):
             adopted = TurnRun.adopt(conversation_id, record, deps.turns.owner)
             if await adopted.recover(deps, conversation) and adopted.recorded is not None:
                 changed.append(adopted.recorded)
@@ -336,8 +388,12 @@ async def refresh(deps: Deps, conversation_id: str) -> Conversation | None:
     return conversation
 
 
-def orphans(deps: Deps, conversation: Conversation) -> list[Turn]:
-    return [t for t in conversation.turns if t.status == "running" and not deps.turns.holds(conversation.id, t.turn)]
+async def orphans(deps: Deps, conversation: Conversation, turn_lock_held: bool = False) -> list[Turn]:
+    running = [t for t in conversation.turns if t.status == "running" and not deps.turns.holds(conversation.id, t.turn)]
+    if not running or turn_lock_held:
+        return running
+    # A turn runs while its owner holds the conversation's turn lock: held by a live lease, it is not an orphan.
+    return [] if await deps.store.turn_holder(conversation.id) is not None else running
 
 
 def answered(turn: Turn, reply: ChatReply) -> Turn:

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 from server.settings import Settings
 from server.stores.retention import PrunableStore, Retention
+from tools.running import new_owner
 
 
-def open_store(settings: Settings) -> PrunableStore:
+def open_store(settings: Settings, owner: str | None = None) -> PrunableStore:
+    """The configured store; `owner` names this process in the leases it holds (tools/running.py)."""
+    if settings.store == "redis":
+        from server.stores.redis import RedisStore
+
+        return RedisStore(settings.redis_url, owner=owner or new_owner(), lease_seconds=settings.lease_seconds)
     if settings.store == "memory":
         from server.stores.memory import MemoryStore
 
-        return MemoryStore()
+        return MemoryStore(owner or new_owner())
     from server.stores.sqlite import SqliteStore
 
-    return SqliteStore(settings.resolved_state_dir() / "imagechat.sqlite3")
+    path = settings.resolved_state_dir() / "imagechat.sqlite3"
+    return SqliteStore(path, owner=owner, lease_seconds=settings.lease_seconds)
 
 
 def retention_of(settings: Settings) -> Retention:

@@ -26,3 +26,7 @@ class LocalLocks:
             if self._users[key] == 0:
                 del self._users[key]
                 del self._locks[key]
+
+    def held(self, key: str) -> bool:
+        lock = self._locks.get(key)
+        return lock is not None and lock.locked()

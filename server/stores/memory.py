@@ -13,7 +13,8 @@ from tools.models import Conversation, FileRecord, ImageRecord, Turn
 
 
 class MemoryStore:
-    def __init__(self) -> None:
+    def __init__(self, owner: str = "this process") -> None:
+        self.owner = owner  # the process's id, named by turn_holder
         # Records are kept as JSON so that a caller mutating a returned object changes nothing until it puts it
         # back, exactly as with the persistent stores. A conversation is its own record plus one per turn.
         self.heads: dict[str, str] = {}
@@ -125,6 +126,9 @@ class MemoryStore:
 
     def turn_lock(self, conversation_id: str) -> AbstractAsyncContextManager[None]:
         return self._turn_locks.hold(conversation_id)
+
+    async def turn_holder(self, conversation_id: str) -> str | None:
+        return self.owner if self._turn_locks.held(conversation_id) else None
 
     async def close(self) -> None:
         return None

@@ -22,9 +22,11 @@ import anyio
 
 from server.stores import sqlite_prune, sqlite_schema
 from server.stores.blobs import FileBlobs
-from server.stores.locks import LocalLocks
+from server.stores.leases import LEASE_SECONDS, LeaseLocks
 from server.stores.retention import Pruned, Retention, choose
+from server.stores.sqlite_leases import SqliteLeases
 from tools.models import Conversation, FileRecord, ImageRecord, Turn
+from tools.running import new_owner
 
 T = TypeVar("T")
 Records = Literal["images", "files"]
@@ -34,7 +36,7 @@ WAIT_MS = 30_000  # how long a worker thread waits for another process's write l
 
 
 class SqliteStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, owner: str | None = None, lease_seconds: float = LEASE_SECONDS) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.blobs = FileBlobs(path.parent / "blobs")
@@ -44,8 +46,12 @@ class SqliteStore:
         sqlite_schema.prepare(self.db, self.blobs)
         self.db.execute("PRAGMA busy_timeout = 0")  # the inline path never waits (see the module docstring)
         self._guard = threading.Lock()
-        self._locks = LocalLocks()
-        self._turn_locks = LocalLocks()  # apart from _locks: no conversation id can name a turn lock
+        # Leases in a file beside it, so every process on the database takes the same locks (server/stores/leases.py).
+        leases = path.with_name(path.stem + "-leases.sqlite3")
+        self.leases = (SqliteLeases(leases, "lock:"), SqliteLeases(leases, "turn:"))
+        owner = owner or new_owner()
+        self._locks = LeaseLocks(self.leases[0], owner, lease_seconds)
+        self._turn_locks = LeaseLocks(self.leases[1], owner, lease_seconds)
 
     # -- running statements ---------------------------------------------------------------------------
 
@@ -198,10 +204,15 @@ class SqliteStore:
     def turn_lock(self, conversation_id: str) -> AbstractAsyncContextManager[None]:
         return self._turn_locks.hold(conversation_id)
 
+    async def turn_holder(self, conversation_id: str) -> str | None:
+        return await self._turn_locks.holder(conversation_id)
+
     async def close(self) -> None:
         def close() -> None:
             with self._guard:
                 self.db.close()
+            for leases in self.leases:
+                leases.close()
 
         await anyio.to_thread.run_sync(close)
 

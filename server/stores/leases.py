@@ -1,0 +1,113 @@
+"""Locks that hold across processes: a lease with an owner, renewed while held, given up when the owner dies.
+
+A lease is a record "name -> token, until T" in a shared place (a SQLite table, a Redis key). Taking it succeeds
+only when nobody holds it or the holder's lease ran out; the holder renews it every third of the lease time while
+it holds it, and drops it (only if the token is still its own) when done. A holder that dies (killed, its machine
+gone) stops renewing, so its lease runs out and the next waiter takes it: nothing waits forever on a dead process.
+
+Tokens are `<owner>/<random>`: the owner (a process's id, tools/running.py) says which process holds it.
+Waiters of one process queue on a local lock first, so only one of them polls the shared place per name.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Protocol
+
+import anyio
+
+from server.settings import DEFAULTS
+from server.stores.locks import LocalLocks
+
+log = logging.getLogger(__name__)
+POLL_FIRST = 0.005  # seconds between tries to take a held lease, doubling up to POLL_MOST
+POLL_MOST = 0.05
+LEASE_SECONDS: float = DEFAULTS["lease_seconds"]
+
+
+class LeaseBackend(Protocol):
+    """The shared place: each call is atomic there."""
+
+    async def take(self, name: str, token: str, ttl: float) -> bool:
+        """Hold `name` as `token` for `ttl` seconds if it is free or its lease ran out."""
+        ...
+
+    async def renew(self, name: str, token: str, ttl: float) -> bool:
+        """Extend the lease if `token` still holds it; False when it was lost."""
+        ...
+
+    async def drop(self, name: str, token: str) -> None:
+        """Give the lease up if `token` still holds it."""
+        ...
+
+    async def holder(self, name: str) -> str | None:
+        """The token holding a live lease on `name`, if any."""
+        ...
+
+
+def owner_of(token: str) -> str:
+    return token.rpartition("/")[0]
+
+
+class LeaseLocks:
+    def __init__(self, backend: LeaseBackend, owner: str, ttl: float) -> None:
+        self.backend = backend
+        self.owner = owner
+        self.ttl = ttl
+        self.local = LocalLocks()
+
+    @asynccontextmanager
+    async def hold(self, name: str) -> AsyncIterator[None]:
+        async with self.local.hold(name):
+            token = f"{self.owner}/{secrets.token_hex(4)}"
+            await self.take(name, token)
+            try:
+                async with self.renewing(name, token):
+                    yield
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self.backend.drop(name, token)
+
+    async def take(self, name: str, token: str) -> None:
+        pause = POLL_FIRST
+        while not await self.backend.take(name, token, self.ttl):
+            await anyio.sleep(pause)
+            pause = min(pause * 2, POLL_MOST)
+
+    @asynccontextmanager
+    async def renewing(self, name: str, token: str) -> AsyncIterator[None]:
+        """Renew the lease in a task beside the holder's code, stopped when it is done."""
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self.renew, name, token)
+                try:
+                    yield
+                finally:
+                    group.cancel_scope.cancel()
+        except BaseExceptionGroup as group_error:
+            # The holder's own exception comes back wrapped by the task group: raise it as it was raised.
+            if len(group_error.exceptions) == 1:
+                raise group_error.exceptions[0] from None
+            raise
+
+    async def renew(self, name: str, token: str) -> None:
+        while True:
+            await anyio.sleep(self.ttl / 3)
+            try:
+                renewed = await self.backend.renew(name, token, self.ttl)
+            except Exception as exc:  # a passing failure of the shared place must not cut the holder's work short
+                log.warning("could not renew the lease on %r (trying again): %s", name, exc)
+                continue
+            if not renewed:
+                # Another process may have taken it since: the turn's own checks keep its answer from being
+                # recorded twice (tools/turn.py), so this is worth a warning, not a crash.
+                log.warning("the lease on %r ran out while held (the process stalled for %.0f s)", name, self.ttl)
+                return
+
+    async def holder(self, name: str) -> str | None:
+        """The owner holding `name` now, if any (this process's own id when it holds it)."""
+        token = await self.backend.holder(name)
+        return None if token is None else owner_of(token)
