@@ -35,7 +35,9 @@ CLIENTS = 10
 
 async def chat(client: Client, conversation_id: str) -> float:
     started = time.perf_counter()
-    result = await client.call_tool("chat", {"prompt": "What is in this picture?", "conversation_id": conversation_id})
+    result = await client.call_tool(
+        "chat", {"prompt": "What is in this picture?", "images": [], "conversation_id": conversation_id}
+    )
     if result.is_error or result.structured_content is None or result.structured_content["status"] != "completed":
         text = " ".join(getattr(block, "text", "") for block in result.content)
         raise RuntimeError(f"chat {conversation_id} failed: {text}")

@@ -27,7 +27,8 @@ from tools.conversation_view import ConversationView, Running, build_view, refer
 from tools.deps import ConversationId, Deps, check_conversation_id
 from tools.models import Detail, FileRecord, ImageRecord
 from tools.pending import remove_pending
-from tools.turn import live, refresh
+from tools.recovery import refresh
+from tools.turn import live
 
 APP_URI = "ui://imagechat/conversation.html"
 # The page inlines everything (a hand-written bridge, no ext-apps bundle): hosts fetch it on every render.

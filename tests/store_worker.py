@@ -54,7 +54,9 @@ async def race(deps: Deps, conversation_id: str, rounds: int) -> dict[str, Any]:
     async with anyio.create_task_group() as group:
         group.start_soon(look)
         for index in range(rounds):
-            result = await chat(deps, f"round {index} from pid {os.getpid()}", conversation_id, wait_seconds=120)
+            result = await chat(
+                deps, f"round {index} from pid {os.getpid()}", conversation_id, images=[], wait_seconds=120
+            )
             assert result.turn is not None and result.status == "completed", result
             answered.append(result.turn)
         done.set()

@@ -155,7 +155,7 @@ async def test_a_turn_that_lost_its_lease_keeps_its_answer_under_a_new_number(
     async with opened(shared) as one, opened(shared) as two:
 
         async def slow() -> None:
-            answers["slow"] = (await chat(one, "slow question", "stalled", wait_seconds=20)).turn
+            answers["slow"] = (await chat(one, "slow question", "stalled", images=[], wait_seconds=20)).turn
 
         async with anyio.create_task_group() as group:
             group.start_soon(slow)
@@ -164,7 +164,7 @@ async def test_a_turn_that_lost_its_lease_keeps_its_answer_under_a_new_number(
             assert shared.state_dir is not None
             with sqlite3.connect(shared.state_dir / "imagechat-leases.sqlite3") as leases:
                 leases.execute("DELETE FROM leases")  # the lease ran out
-            answers["fast"] = (await chat(two, "fast question", "stalled", wait_seconds=20)).turn
+            answers["fast"] = (await chat(two, "fast question", "stalled", images=[], wait_seconds=20)).turn
         stored = await two.store.get_conversation("stalled")
     assert answers == {"fast": 1, "slow": 2}
     assert stored is not None and [(t.turn, t.output) for t in stored.turns] == [(1, "fast answer"), (2, "slow answer")]

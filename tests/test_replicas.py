@@ -67,7 +67,7 @@ def cluster(
 async def warm_up(cluster: Cluster) -> None:
     for index in range(cluster.count):
         async with Client(cluster.replica_url(index)) as client:
-            await call(client, "chat", {"prompt": "warm up", "conversation_id": f"warm-up-{index}"})
+            await call(client, "chat", {"prompt": "warm up", "images": [], "conversation_id": f"warm-up-{index}"})
 
 
 def owner_pid(cluster: Cluster, conversation_id: str) -> int:
@@ -119,7 +119,9 @@ async def test_two_agents_on_two_replicas_get_two_chained_turns(
     async def agent(index: int) -> None:
         async with Client(cluster.replica_url(index), mode=mode) as client:
             prompt = f"agent on replica {index + 1}"
-            answers[index] = await call(client, "chat", {"prompt": prompt, "conversation_id": conversation})
+            answers[index] = await call(
+                client, "chat", {"prompt": prompt, "images": [], "conversation_id": conversation}
+            )
 
     async with anyio.create_task_group() as group:
         group.start_soon(agent, 0)
@@ -146,7 +148,9 @@ async def test_a_turn_started_on_one_replica_is_collected_through_another_with_p
 
     async with Client(cluster.url, mode=mode) as client:
         running = await call(
-            client, "chat", {"prompt": "Talk slowly", "conversation_id": conversation, "wait_seconds": 0.3}
+            client,
+            "chat",
+            {"prompt": "Talk slowly", "images": [], "conversation_id": conversation, "wait_seconds": 0.3},
         )
     assert running["status"] == "running"
     owner = cluster.index_of(owner_pid(cluster, conversation))
@@ -210,7 +214,7 @@ async def test_progress_reaches_the_caller_through_the_balancer(
         seen.append(message)
 
     async with Client(cluster.url, mode=mode) as client:
-        args = {"prompt": "Count", "conversation_id": f"progress-{mode}"}
+        args = {"prompt": "Count", "images": [], "conversation_id": f"progress-{mode}"}
         answer = await client.call_tool("chat", args, progress_callback=on_progress)
     assert not answer.is_error and answer.structured_content is not None
     assert answer.structured_content["text"] == "one two three four"

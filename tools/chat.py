@@ -24,9 +24,10 @@ from tools.model_check import check_model
 from tools.models import Conversation, SentImage, Turn, Usage
 from tools.plan import ChatCall, plan_turn
 from tools.plan import StartingPoint as StartingPoint
+from tools.recovery import refresh
 from tools.request import TokenEstimate, abbreviate, build_request, estimate, sent_images
 from tools.sanitize import clean_text
-from tools.turn import TurnRun, live, refresh, start
+from tools.turn import TurnRun, live, start
 
 Progress = Callable[[float, float | None, str], Awaitable[None]]
 PROGRESS_INTERVAL = 0.5  # at most two progress notifications a second while tokens stream in

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from tools.deps import ConversationId, Deps, check_conversation_id
 from tools.models import Conversation, Turn
-from tools.turn import refresh
+from tools.recovery import refresh
 
 PreviewFormat = Literal["text", "json", "markdown"]
 # Claude Desktop refuses images over 1 MiB once base64 is added; stay well under.

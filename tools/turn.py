@@ -14,8 +14,8 @@ Its life, each step a method of `TurnRun`:
   chat(turn=N)); fail: a turn already announced is recorded as failed and its attachments given back (before
   it was announced, a failure leaves no trace); cancel: the agent stops it; abandon: the caller gave up
   before the turn was announced, so generating stops;
-- recover: after a restart, a turn recorded as running that no live owner holds is adopted and settled: a
-  background response is fetched again by its id, a stream that was cut off is recorded as failed.
+- after a restart, a turn recorded as running that no live owner holds is adopted and settled
+  (tools/recovery.py).
 
 Across processes the owner holds the conversation's turn lock as a lease it renews (server/stores/leases.py):
 others follow the record, which the owner checkpoints; once the owner died and its lease ran out, whoever looks
@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from contextlib import AsyncExitStack
 
 import anyio
 from mcp.server.mcpserver.exceptions import ToolError
@@ -38,12 +39,10 @@ from tools.plan import ChatCall, TurnPlan, plan_turn
 from tools.ports import ChatReply, ContextLost
 from tools.request import build_request, sent_images
 from tools.sanitize import clean_text
-from tools.turn_words import CANCELLED, NOT_STORED, NOT_WRITABLE, TOO_LONG, reason
+from tools.turn_record import answered, replace_turn, save
+from tools.turn_words import CANCELLED, INTERRUPTED, NOT_STORED, NOT_WRITABLE, REPLAYED, TOO_LONG, UNEXPECTED, reason
 
 log = logging.getLogger(__name__)
-INTERRUPTED = "The server stopped while this answer was streaming, so it was lost. Ask again."
-REPLAYED = "The upstream no longer had the previous response; the history was replayed."
-UNEXPECTED = "The turn failed unexpectedly; the server log has the details. Try again."
 CHECKPOINT_SECONDS = 2.0  # how often a running turn's answer so far is written for other replicas
 
 
@@ -73,14 +72,6 @@ class TurnRun:
         self.cancel_requested = False  # the agent asked to stop it
         self.unstored = False  # answered, but the store refused the answer: held here so it is not lost
         self.deps: Deps | None = None  # set while it runs: the listener writes the response id through it
-
-    @classmethod
-    def adopt(cls, conversation_id: str, record: Turn, owner: str) -> TurnRun:
-        """A turn recorded as running that no live owner holds, taken over by `owner` to settle it."""
-        run = cls(conversation_id, owner)
-        run.draft, run.announced = record, True
-        run.response_id, run.background = record.response_id, record.background
-        return run
 
     @property
     def number(self) -> int | None:
@@ -138,8 +129,15 @@ class TurnRun:
 
     async def take_turn(self, deps: Deps, call: ChatCall) -> None:
         # One turn at a time per conversation: a second chat waits rather than interleaving with the first.
-        async with deps.store.turn_lock(self.conversation_id):
+        async with AsyncExitStack() as stack:
+            try:
+                await stack.enter_async_context(deps.store.turn_lock(self.conversation_id))
+            except Exception as exc:  # the lease is a write too (a full disk, the shared store away): say so
+                log.warning("turn of %r not started: its lock cannot be taken: %s", self.conversation_id, exc)
+                raise ToolError(NOT_WRITABLE.format(reason=reason(exc))) from None
             # Holding the turn lock, any turn still recorded as running lost its owner (whose lease ran out).
+            from tools.recovery import refresh  # recovery adopts turns with TurnRun: imported when used
+
             await refresh(deps, self.conversation_id, turn_lock_held=True)
             plan = self.begin(deps, await deps.conversation(self.conversation_id), call)
             try:
@@ -314,24 +312,6 @@ class TurnRun:
             with anyio.CancelScope(shield=True):
                 await deps.upstream.cancel(self.response_id)
 
-    async def recover(self, deps: Deps, conversation: Conversation) -> bool:
-        """Settle an adopted turn in `conversation` (locked by the caller); False while it may still finish."""
-        if not (self.background and self.response_id):
-            self.record_failure(conversation, INTERRUPTED)
-            return True
-        try:
-            reply = await deps.upstream.retrieve(self.response_id)
-        except ToolError as exc:
-            log.info("could not fetch %s: %s", self.response_id, exc)
-            if "not found" not in str(exc).lower():
-                return False  # perhaps a passing failure: try again on the next look
-            self.record_failure(conversation, str(exc))
-            return True
-        if reply is None:
-            return False  # still generating upstream
-        self.record_answer(conversation, reply)
-        return True
-
     def record_answer(self, conversation: Conversation, reply: ChatReply) -> Turn:
         assert self.draft is not None, "a turn is answered only after it began"
         turn = answered(self.draft, reply)
@@ -366,59 +346,3 @@ def live(deps: Deps, conversation_id: str, number: int) -> TurnRun | None:
     """The turn if this process is generating it."""
     found = deps.turns.holder(conversation_id, number)
     return found if isinstance(found, TurnRun) else None
-
-
-async def refresh(deps: Deps, conversation_id: str, *, turn_lock_held: bool = False) -> Conversation | None:
-    """The conversation with its running turns brought up to date where this process can tell: a turn that no
-    live owner holds (its process stopped, or died and its lease ran out) is recovered here, exactly once (under
-    the conversation's lock, re-read). `turn_lock_held`: the caller holds the turn lock, so no other process runs
-    a turn of this conversation."""
-    conversation = await deps.store.get_conversation(conversation_id)
-    if conversation is None or not await orphans(deps, conversation, turn_lock_held):
-        return conversation
-    async with deps.store.lock(conversation_id):
-        conversation = await deps.conversation(conversation_id)
-        changed: list[Turn] = []
-        for record in await orphans(deps, conversation, turn_lock_held):
-            adopted = TurnRun.adopt(conversation_id, record, deps.turns.owner)
-            if await adopted.recover(deps, conversation) and adopted.recorded is not None:
-                changed.append(adopted.recorded)
-        if changed:
-            await save(deps, conversation, *changed)
-    return conversation
-
-
-async def orphans(deps: Deps, conversation: Conversation, turn_lock_held: bool = False) -> list[Turn]:
-    running = [t for t in conversation.turns if t.status == "running" and not deps.turns.holds(conversation.id, t.turn)]
-    if not running or turn_lock_held:
-        return running
-    # A turn runs while its owner holds the conversation's turn lock: held by a live lease, it is not an orphan.
-    return [] if await deps.store.turn_holder(conversation.id) is not None else running
-
-
-def answered(turn: Turn, reply: ChatReply) -> Turn:
-    return turn.model_copy(
-        update={
-            # Model output is data for the caller: no invisible or bidi characters that could hide instructions.
-            "output": clean_text(reply.text),
-            "status": "incomplete" if reply.status == "incomplete" else "completed",
-            "incomplete_reason": reply.incomplete_reason,
-            "model": reply.model or turn.model,
-            "response_id": reply.response_id,
-            "stored": reply.stored,
-            "api": reply.api,
-            "usage": reply.usage,
-            "background": reply.background,
-            "error": None,
-        }
-    )
-
-
-def replace_turn(conversation: Conversation, turn: Turn) -> None:
-    conversation.turns = [turn if t.turn == turn.turn else t for t in conversation.turns]
-
-
-async def save(deps: Deps, conversation: Conversation, *turns: Turn) -> None:
-    """The conversation's own record and the turns that changed: the others are not written again."""
-    conversation.updated_at = time.time()
-    await deps.store.put_changes(conversation, turns)

@@ -8,6 +8,9 @@ TOO_LONG = (
     "files wait for the next turn: ask again (a faster model or a lower reasoning_effort answers sooner), or raise "
     "IMAGECHAT_TURN_TIMEOUT."
 )
+INTERRUPTED = "The server stopped while this answer was streaming, so it was lost. Ask again."
+REPLAYED = "The upstream no longer had the previous response; the history was replayed."
+UNEXPECTED = "The turn failed unexpectedly; the server log has the details. Try again."
 NOT_WRITABLE = (
     "The conversation cannot be stored ({reason}), so the model was not asked and nothing was billed. Free space "
     "in the server's state folder, or move it with IMAGECHAT_STATE_DIR, then ask again."
