@@ -39,11 +39,10 @@ from tools.plan import ChatCall, TurnPlan, plan_turn
 from tools.ports import ChatReply, ContextLost
 from tools.request import build_request, sent_images
 from tools.sanitize import clean_text
-from tools.turn_record import answered, replace_turn, save
+from tools.turn_record import answered, checkpoint, replace_turn, save
 from tools.turn_words import CANCELLED, INTERRUPTED, NOT_STORED, NOT_WRITABLE, REPLAYED, TOO_LONG, UNEXPECTED, reason
 
 log = logging.getLogger(__name__)
-CHECKPOINT_SECONDS = 2.0  # how often a running turn's answer so far is written for other replicas
 
 
 class TurnRun:
@@ -97,16 +96,22 @@ class TurnRun:
         wait ran out before the upstream named the response): after a restart, `refresh` fetches a background
         answer by this id. `announce` reads the id under the same lock, so one of the two always records it."""
         with anyio.CancelScope(shield=True):
-            async with deps.store.lock(self.conversation_id):
-                if not self.announced or self.recorded is not None or self.number is None:
-                    return
-                conversation = await deps.conversation(self.conversation_id)
-                record = conversation.get_turn(self.number)
-                if record is None or record.status != "running" or record.response_id == self.response_id:
-                    return
-                kept = record.model_copy(update={"response_id": self.response_id, "background": self.background})
-                replace_turn(conversation, kept)
-                await save(deps, conversation, kept)
+            try:
+                await self.write_response_id(deps)
+            except Exception as exc:  # a store that cannot be written now must not cut the answer off
+                log.warning("response id of %r not recorded: %s", self.conversation_id, exc)
+
+    async def write_response_id(self, deps: Deps) -> None:
+        async with deps.store.lock(self.conversation_id):
+            if not self.announced or self.recorded is not None or self.number is None:
+                return
+            conversation = await deps.conversation(self.conversation_id)
+            record = conversation.get_turn(self.number)
+            if record is None or record.status != "running" or record.response_id == self.response_id:
+                return
+            kept = record.model_copy(update={"response_id": self.response_id, "background": self.background})
+            replace_turn(conversation, kept)
+            await save(deps, conversation, kept)
 
     async def text(self, delta: str) -> None:
         self.deltas.append(delta)
@@ -213,7 +218,7 @@ class TurnRun:
             consume(conversation, turn, self.takes_pending)
             await save(deps, conversation, turn)
             self.announced = True
-            deps.turns.spawn(functools.partial(self.checkpoint, deps))
+            deps.turns.spawn(functools.partial(checkpoint, self, deps))
             return turn
 
     async def finish(self, deps: Deps, reply: ChatReply) -> None:
@@ -284,24 +289,6 @@ class TurnRun:
         )
         self.recorded = stored
         return True
-
-    async def checkpoint(self, deps: Deps) -> None:
-        """While an announced turn streams, write its answer so far every few seconds: a replica following the
-        turn (chat(turn=N), preview) shows it, and a crash keeps it."""
-        while not self.finished.is_set():
-            with anyio.move_on_after(CHECKPOINT_SECONDS):
-                await self.finished.wait()
-            if self.finished.is_set() or self.number is None:
-                return
-            async with deps.store.lock(self.conversation_id):
-                conversation = await deps.conversation(self.conversation_id)
-                stored = conversation.get_turn(self.number)
-                if stored is None or stored.status != "running" or self.finished.is_set():
-                    return
-                # The response id too: announced before the upstream named it, a background turn is found by it.
-                update = {"output": self.text_so_far(), "response_id": self.response_id, "background": self.background}
-                partial = stored.model_copy(update=update)
-                await save(deps, conversation, partial)
 
     async def abandon(self, deps: Deps) -> None:
         """The caller gave up (or the server is stopping) before the turn was announced: stop generating too."""

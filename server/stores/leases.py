@@ -69,7 +69,15 @@ class LeaseLocks:
                     yield
             finally:
                 with anyio.CancelScope(shield=True):
-                    await self.backend.drop(name, token)
+                    await self.drop(name, token)
+
+    async def drop(self, name: str, token: str) -> None:
+        """Give the lease back. If the store cannot be written now (a full disk, Redis away), the lease simply runs
+        out: what the holder did stands, and a failure here must not turn its result into an error."""
+        try:
+            await self.backend.drop(name, token)
+        except Exception as exc:
+            log.warning("lease %r not released (it expires within %.0f s): %s", name, self.ttl, exc)
 
     async def take(self, name: str, token: str) -> None:
         pause = POLL_FIRST
