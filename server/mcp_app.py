@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import time
 from importlib import resources
 from typing import Annotated, Any, Literal
 
@@ -26,7 +25,7 @@ from tools import options as options_step
 from tools.conversation_view import ConversationView, Running, build_view, referenced, rerun_of, view_text
 from tools.deps import ConversationId, Deps, check_conversation_id
 from tools.models import Detail, FileRecord, ImageRecord
-from tools.pending import remove_pending
+from tools.pending import change_pending, remove_pending
 from tools.recovery import refresh
 from tools.turn import live
 
@@ -237,12 +236,7 @@ def register_action_tools(apps: Apps) -> None:
     ) -> PendingResult:
         """Take an image or file off the next turn before it is sent (the loaded bytes are kept)."""
         deps = deps_of(ctx)
-        check_conversation_id(conversation_id)
-        async with deps.store.lock(conversation_id):
-            conversation = await deps.conversation(conversation_id)
-            kind = remove_pending(conversation, attachment_id)
-            conversation.updated_at = time.time()
-            await deps.store.put_conversation(conversation)
+        conversation, kind = await change_pending(deps, conversation_id, lambda c: remove_pending(c, attachment_id))
         return PendingResult(
             conversation_id=conversation_id,
             removed=attachment_id,

@@ -10,13 +10,16 @@ files stay stored, and `image://<id>` loads one again.
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
 from tools.deps import ConversationId, Deps, check_conversation_id
 from tools.models import Conversation, Turn, image_ref
+
+T = TypeVar("T")
 
 DropImages = Annotated[
     list[str] | None,
@@ -98,16 +101,28 @@ def check_room(conversation: Conversation, new_images: list[str], limit: int) ->
     )
 
 
-async def clear_pending(
-    deps: Deps, conversation_id: ConversationId = "default", images: DropImages = None, files: DropFiles = None
-) -> ClearPendingResult:
+async def change_pending(
+    deps: Deps, conversation_id: str, change: Callable[[Conversation], T]
+) -> tuple[Conversation, T]:
+    """Apply `change` to the conversation's waiting attachments under its lock, and store only its own record
+    (the turns are neither read nor written). `change` raises to refuse, and then nothing is stored."""
     check_conversation_id(conversation_id)
     async with deps.store.lock(conversation_id):
         conversation = await deps.conversation(conversation_id, with_turns=False)
-        dropped_images, dropped_files = drop_pending(conversation, images, files)
-        if dropped_images or dropped_files:
+        before = (list(conversation.pending_images), list(conversation.pending_files))
+        result = change(conversation)
+        if (conversation.pending_images, conversation.pending_files) != before:
             conversation.updated_at = time.time()
             await deps.store.put_changes(conversation)
+    return conversation, result
+
+
+async def clear_pending(
+    deps: Deps, conversation_id: ConversationId = "default", images: DropImages = None, files: DropFiles = None
+) -> ClearPendingResult:
+    conversation, (dropped_images, dropped_files) = await change_pending(
+        deps, conversation_id, lambda c: drop_pending(c, images, files)
+    )
     return ClearPendingResult(
         conversation_id=conversation_id,
         dropped_images=dropped_images,

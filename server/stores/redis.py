@@ -30,8 +30,9 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from server.stores.blobs import blob_key
 from server.stores.leases import LeaseLocks
+from server.stores.records import TypedRecords
 from server.stores.retention import Pruned, Retention
-from tools.models import Conversation, FileRecord, ImageRecord, Turn
+from tools.models import Conversation, Turn
 
 PREFIX = "imagechat:"
 RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
@@ -112,7 +113,7 @@ class RedisBlobs:
         return dict(scored(await self.redis.zrange(f"{self.prefix}blobs", 0, -1, withscores=True)))
 
 
-class RedisStore:
+class RedisStore(TypedRecords):
     def __init__(self, url: str, *, owner: str, lease_seconds: float, prefix: str = PREFIX) -> None:
         # A pool that waits for a free connection when all are busy (the default one fails with "Too many
         # connections"): 200 chats at once must queue for Redis, not fail.
@@ -176,24 +177,6 @@ class RedisStore:
             return text(meta), b""
         found = await self.blobs.get(text(blob))
         return None if found is None else (text(meta), found)
-
-    async def put_image(self, record: ImageRecord, data: bytes) -> None:
-        await self.put_record("image", record.image_id, record.model_dump_json(), data)
-
-    async def get_image(self, image_id: str) -> tuple[ImageRecord, bytes] | None:
-        found = await self.get_record("image", image_id, data=True)
-        return None if found is None else (ImageRecord.model_validate_json(found[0]), found[1])
-
-    async def get_image_record(self, image_id: str) -> ImageRecord | None:
-        found = await self.get_record("image", image_id, data=False)
-        return None if found is None else ImageRecord.model_validate_json(found[0])
-
-    async def put_file(self, record: FileRecord, data: bytes) -> None:
-        await self.put_record("file", record.file_id, record.model_dump_json(), data)
-
-    async def get_file(self, file_id: str) -> tuple[FileRecord, bytes] | None:
-        found = await self.get_record("file", file_id, data=True)
-        return None if found is None else (FileRecord.model_validate_json(found[0]), found[1])
 
     async def get_variant(self, key: str) -> tuple[str, bytes] | None:
         return await self.get_record("variant", key, data=True)

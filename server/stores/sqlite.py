@@ -16,26 +16,27 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, contextmanager
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 import anyio
 
 from server.stores import sqlite_prune, sqlite_schema
 from server.stores.blobs import FileBlobs
 from server.stores.leases import LEASE_SECONDS, LeaseLocks
+from server.stores.records import TypedRecords
 from server.stores.retention import Pruned, Retention, choose
 from server.stores.sqlite_leases import SqliteLeases
-from tools.models import Conversation, FileRecord, ImageRecord, Turn
+from tools.models import Conversation, Turn
 from tools.running import new_owner
 
 T = TypeVar("T")
-Records = Literal["images", "files"]
+TABLES = {"image": "images", "file": "files"}  # the kinds of record, and the table each lives in
 log = logging.getLogger(__name__)
 INLINE_BYTES = 64 * 1024  # a write up to this size runs on the event loop
 WAIT_MS = 30_000  # how long a worker thread waits for another process's write lock
 
 
-class SqliteStore:
+class SqliteStore(TypedRecords):
     def __init__(self, path: Path, *, owner: str | None = None, lease_seconds: float = LEASE_SECONDS) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
@@ -124,8 +125,9 @@ class SqliteStore:
 
     # -- images, files and variants: records here, bytes in the blob folder ---------------------------
 
-    async def _put_record(self, table: Records, item: str, meta: str, data: bytes) -> None:
-        touch = f"UPDATE {table} SET created_at = ? WHERE id = ?"  # noqa: S608 - one of two table names
+    async def put_record(self, kind: str, item: str, meta: str, data: bytes) -> None:
+        table = TABLES[kind]
+        touch = f"UPDATE {table} SET created_at = ? WHERE id = ?"  # noqa: S608 - a table name from TABLES
         insert = f"INSERT OR IGNORE INTO {table} VALUES (?, ?, ?, ?, ?)"  # noqa: S608 - id, meta, blob, bytes, at
 
         def known(db: sqlite3.Connection) -> bool:
@@ -137,8 +139,9 @@ class SqliteStore:
         key = await self.blobs.put(data)  # whole on disk before any record names it
         await self.run(lambda db: db.execute(insert, (item, meta, key, len(data), time.time())))
 
-    async def _get_record(self, table: Records, item: str, *, data: bool) -> tuple[str, bytes] | None:
-        select = f"SELECT meta, blob FROM {table} WHERE id = ?"  # noqa: S608 - one of two table names
+    async def get_record(self, kind: str, item: str, *, data: bool) -> tuple[str, bytes] | None:
+        table = TABLES[kind]
+        select = f"SELECT meta, blob FROM {table} WHERE id = ?"  # noqa: S608 - a table name from TABLES
         row = await self.run(lambda db: db.execute(select, (item,)).fetchone())
         if row is None:
             return None
@@ -149,24 +152,6 @@ class SqliteStore:
             log.warning("the %s record %s names blob %s, which is missing", table, item, row[1])
             return None
         return row[0], blob
-
-    async def put_image(self, record: ImageRecord, data: bytes) -> None:
-        await self._put_record("images", record.image_id, record.model_dump_json(), data)
-
-    async def get_image(self, image_id: str) -> tuple[ImageRecord, bytes] | None:
-        found = await self._get_record("images", image_id, data=True)
-        return None if found is None else (ImageRecord.model_validate_json(found[0]), found[1])
-
-    async def get_image_record(self, image_id: str) -> ImageRecord | None:
-        found = await self._get_record("images", image_id, data=False)
-        return None if found is None else ImageRecord.model_validate_json(found[0])
-
-    async def put_file(self, record: FileRecord, data: bytes) -> None:
-        await self._put_record("files", record.file_id, record.model_dump_json(), data)
-
-    async def get_file(self, file_id: str) -> tuple[FileRecord, bytes] | None:
-        found = await self._get_record("files", file_id, data=True)
-        return None if found is None else (FileRecord.model_validate_json(found[0]), found[1])
 
     async def get_variant(self, key: str) -> tuple[str, bytes] | None:
         row = await self.run(lambda db: db.execute("SELECT mime, blob FROM variants WHERE key = ?", (key,)).fetchone())

@@ -17,6 +17,8 @@ import json
 import logging
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from server.stores.blobs import FileBlobs
@@ -49,11 +51,19 @@ def prepare(db: sqlite3.Connection, blobs: FileBlobs) -> None:
     if has_old_layout(db):
         migrate(db, blobs)
         return
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with immediate(db):
         create_tables(db)
         db.execute(f"PRAGMA user_version = {VERSION}")
-        db.execute("COMMIT")
+
+
+@contextmanager
+def immediate(db: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction taken at once (BEGIN IMMEDIATE), committed at the end, rolled back on any error."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        if db.in_transaction:
+            db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
             db.execute("ROLLBACK")
@@ -80,8 +90,7 @@ def migrate(db: sqlite3.Connection, blobs: FileBlobs) -> None:
     # The blobs first, outside the transaction: each is written whole under its key, so repeating this after
     # a crash rewrites nothing; the records that name them are then moved in one transaction.
     keys = {table: write_blobs(db, blobs, table) for table in ("images", "files", "variants")}
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with immediate(db):
         if not has_old_layout(db):  # another process moved it while this one wrote the blobs
             db.execute("ROLLBACK")
             return
@@ -92,11 +101,6 @@ def migrate(db: sqlite3.Connection, blobs: FileBlobs) -> None:
         for table in OLD_TABLES:
             db.execute(f"DROP TABLE old_{table}")
         db.execute(f"PRAGMA user_version = {VERSION}")
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
     try:
         db.execute("VACUUM")  # give back the pages the bytes took
     except sqlite3.OperationalError as exc:  # another process has it open: the pages are reused instead
