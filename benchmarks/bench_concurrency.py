@@ -64,7 +64,7 @@ async def timed_call(client: Client, name: str, arguments: dict[str, Any]) -> fl
 
 
 async def concurrent_chats(client: Client, folder: Path, chats: int) -> dict[str, float]:
-    first_chat = await timed_call(client, "chat", {"prompt": "Hello.", "conversation_id": "warm-up"})
+    first_chat = await timed_call(client, "chat", {"prompt": "Hello.", "images": [], "conversation_id": "warm-up"})
     paths = []
     for i in range(chats):
         path = folder / f"small-{i}.jpg"

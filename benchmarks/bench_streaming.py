@@ -57,7 +57,7 @@ async def through_chat(fake: FakeUpstream, state: Path, mode: str) -> list[float
     async with Client(build_server(settings), mode=mode) as client:
         for index in range(CALLS):
             started = time.perf_counter()
-            result = await client.call_tool("chat", {"prompt": "hi", "conversation_id": f"c{index}"})
+            result = await client.call_tool("chat", {"prompt": "hi", "images": [], "conversation_id": f"c{index}"})
             timings.append(time.perf_counter() - started)
             assert not result.is_error
     return timings
@@ -73,7 +73,7 @@ async def progress_rate(fake: FakeUpstream, state: Path) -> tuple[int, float]:
 
     async with Client(build_server(settings), mode="legacy") as client:
         started = time.perf_counter()
-        await client.call_tool("chat", {"prompt": "stream"}, progress_callback=on_progress)
+        await client.call_tool("chat", {"prompt": "stream", "images": []}, progress_callback=on_progress)
         elapsed = time.perf_counter() - started
     return len(seen), elapsed
 
