@@ -19,7 +19,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, cast
@@ -367,6 +367,12 @@ class FakeUpstream:
         self._server: UpstreamServer | None = None
         # Requests whose client hung up before the answer was complete (a cancelled stream, say).
         self.disconnects = 0
+        # The answer when no reply is queued (a slow upstream for every request, say); None: Reply().
+        self.default_reply: Reply | None = None
+        # POST /v1/responses being answered now, and the most there ever were at once.
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.answered: list[JSONDict] = []  # the bodies of the POST /v1/responses answered without an error
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -642,7 +648,9 @@ class FakeUpstream:
 
     def _next_reply(self) -> Reply:
         with self._lock:
-            return self._replies.popleft() if self._replies else Reply()
+            if self._replies:
+                return self._replies.popleft()
+            return replace(self.default_reply) if self.default_reply is not None else Reply()
 
     @staticmethod
     def _require_body(body: JSONDict | None) -> JSONDict:
@@ -672,6 +680,18 @@ class FakeUpstream:
     # -- Responses API -----------------------------------------------------------------------
 
     def _create_response(self, h: _Handler, body: JSONDict) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            self._answer_response(h, body)
+            with self._lock:
+                self.answered.append(body)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _answer_response(self, h: _Handler, body: JSONDict) -> None:
         self._known_model(body.get("model"), 400)
         store = body.get("store") is not False
         background = bool(body.get("background"))
