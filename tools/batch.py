@@ -21,6 +21,7 @@ from tools.request import text_tokens
 
 log = logging.getLogger(__name__)
 Via = Literal["direct", "batch-api", "auto"]
+HAS_BATCH_API = False  # --via auto may choose the Batch API (tools/batch_api.py) once it exists
 SAMPLE = 24  # images whose size is read to estimate the run's tokens
 
 

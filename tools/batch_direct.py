@@ -122,6 +122,12 @@ async def send_with_retries(deps: Deps, spec: BatchSpec, path: str, part: ImageP
 Prepared = tuple[str, ImagePart | str]  # (path, the prepared image or why it could not be)
 
 
+async def answer(deps: Deps, spec: BatchSpec, path: str, part: ImagePart | str, pacer: Pacer) -> Result | None:
+    if isinstance(part, str):
+        return Result(path=path, status="failed", error=part)
+    return await send_with_retries(deps, spec, path, part, pacer)
+
+
 async def run_direct(deps: Deps, ledger: Ledger, *, concurrency: int, progress: Progress) -> Pacer:
     spec = ledger.spec
     pacer = Pacer(concurrency)
@@ -145,22 +151,23 @@ async def run_direct(deps: Deps, ledger: Ledger, *, concurrency: int, progress: 
     async def sender(ready: MemoryObjectReceiveStream[Prepared]) -> None:
         async with ready:
             async for path, part in ready:
-                if isinstance(part, str):
-                    result: Result | None = Result(path=path, status="failed", error=part)
-                else:
-                    result = await send_with_retries(deps, spec, path, part, pacer)
+                result = await answer(deps, spec, path, part, pacer)
                 if result is not None:
                     async with writing:
                         await ledger.record(result)
                 progress.add(result)
 
-    async with anyio.create_task_group() as group:
-        group.start_soon(feed)
-        for _ in range(max(1, min(PREPARERS, math.ceil(concurrency / 2)))):
-            group.start_soon(preparer, paths_out.clone(), ready_in.clone())
-        for _ in range(concurrency):
-            group.start_soon(sender, ready_out.clone())
-        paths_out.close()
-        ready_in.close()
-        ready_out.close()
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(feed)
+            for _ in range(max(1, min(PREPARERS, math.ceil(concurrency / 2)))):
+                group.start_soon(preparer, paths_out.clone(), ready_in.clone())
+            for _ in range(concurrency):
+                group.start_soon(sender, ready_out.clone())
+            paths_out.close()
+            ready_in.close()
+            ready_out.close()
+    except BaseExceptionGroup as group:
+        # What stops the run (a bad key, say) fails every sender alike: report it once, as a plain error.
+        raise group.exceptions[0] from None
     return pacer

@@ -22,6 +22,8 @@ from tools.ports import ChatReply, ChatRequest, ImagePart, UpstreamFailure
 from tools.request import compose
 
 TRANSIENT_STATUSES = frozenset({408, 409, 429}) | frozenset(range(500, 600))
+# A refusal of this image's request; any other failure (a bad key, an unknown model, no key) stops the whole run.
+REFUSED_STATUSES = frozenset({400, 413, 422})
 # What the SDK raises for a request that never got an answer (it keeps the cause; the adapter hides it).
 TRANSIENT_ERRORS = ("APITimeoutError", "APIConnectionError", "TimeoutError", "ReadTimeout", "ConnectError")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -89,13 +91,16 @@ async def ask(deps: Deps, spec: BatchSpec, part: ImagePart) -> ChatReply:
         raise classify(exc) from None
 
 
-def classify(exc: Exception) -> Exception:
-    """A Transient or Permanent failure, from the SDK error the adapter's message was made from."""
+def classify(exc: UpstreamFailure) -> Exception:
+    """Transient, Permanent (this image refused), or `exc` itself (the run cannot go on: a bad key, say), from
+    the SDK error the adapter's message was made from (kept as the exception's context)."""
     cause = exc.__cause__ or exc.__context__
     status = getattr(cause, "status_code", None)
     if status in TRANSIENT_STATUSES or type(cause).__name__ in TRANSIENT_ERRORS:
         return Transient(str(exc), wait=wait_asked(cause), rate_limited=status == 429)
-    return Permanent(str(exc))
+    if status in REFUSED_STATUSES:
+        return Permanent(str(exc))
+    return exc
 
 
 def wait_asked(error: Any) -> float | None:
@@ -130,7 +135,9 @@ def result_of(spec: BatchSpec, path: str, part: ImagePart, reply: ChatReply) -> 
     cost = round((tokens_in * prices[0] + tokens_out * prices[1]) / 1e6, 9) if prices else None
     answer: Any = reply.text
     error = None
-    if spec.schema is not None:
+    if reply.status != "completed":
+        error = f"The answer is {reply.status} ({reply.incomplete_reason or 'no reason given'})."
+    elif spec.schema is not None:
         try:
             answer = json.loads(reply.text)
         except ValueError:
