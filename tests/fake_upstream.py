@@ -373,6 +373,9 @@ class FakeUpstream:
         self.in_flight = 0
         self.most_in_flight = 0
         self.answered: list[JSONDict] = []  # the bodies of the POST /v1/responses answered without an error
+        from tests.fake_batches import FakeBatches
+
+        self.batches = FakeBatches(self)  # /v1/files and /v1/batches
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -493,6 +496,14 @@ class FakeUpstream:
         try:
             raw = self._read_body(h)
             self._record(h, path, url.query, raw)
+            if path.startswith(("/v1/files", "/v1/batches")):
+                self._check_auth(h)
+                self._take_failure(path)
+                found = self.batches.route(h.command, path, h.headers, raw)
+                if found is None:
+                    raise _api_error(404, f"Invalid URL ({h.command} {path})")
+                self._send(h, *found)
+                return
             self._route(h, path, self._parse_body(raw))
         except _HTTPError as err:
             self._send(h, err.status, err.payload, err.content_type, err.headers)
@@ -690,6 +701,23 @@ class FakeUpstream:
         finally:
             with self._lock:
                 self.in_flight -= 1
+
+    def answer_line(self, body: JSONDict) -> tuple[int, JSONDict]:
+        """One line of a batch (tests/fake_batches.py), answered as POST /v1/responses would be, without
+        streaming: (status, the response or OpenAI's error JSON)."""
+        try:
+            self._check_spec("/v1/responses", body)
+            self._take_failure("/v1/responses")
+            self._known_model(body.get("model"), 400)
+            reply = self._next_reply()
+            final = self._final_response(
+                body, reply, rid=_new_id("resp_"), item_id=_new_id("msg_"), created_at=int(time.time())
+            )
+        except _HTTPError as err:
+            return err.status, json.loads(err.payload)
+        with self._lock:
+            self.answered.append(body)
+        return 200, final
 
     def _answer_response(self, h: _Handler, body: JSONDict) -> None:
         self._known_model(body.get("model"), 400)

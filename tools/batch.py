@@ -11,7 +11,10 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
+from mcp.server.mcpserver.exceptions import ToolError
+
 from tools import image_sizing, pricing
+from tools.batch_api import BatchService, FileLimits, run_batch_api
 from tools.batch_direct import Progress, run_direct
 from tools.batch_spec import BatchSpec, Ledger
 from tools.batch_work import prompt_of
@@ -21,7 +24,6 @@ from tools.request import text_tokens
 
 log = logging.getLogger(__name__)
 Via = Literal["direct", "batch-api", "auto"]
-HAS_BATCH_API = False  # --via auto may choose the Batch API (tools/batch_api.py) once it exists
 SAMPLE = 24  # images whose size is read to estimate the run's tokens
 
 
@@ -79,7 +81,23 @@ async def estimate(deps: Deps, ledger: Ledger) -> Estimate:
     return Estimate(len(left), tokens, cost.input, cost.output_max)
 
 
-async def run(deps: Deps, ledger: Ledger, *, via: Via = "direct", concurrency: int = 8, progress: Progress) -> Progress:
-    """Answer every image without a result yet; `progress` hears each one."""
-    await run_direct(deps, ledger, concurrency=concurrency, progress=progress)
+async def run(
+    deps: Deps,
+    ledger: Ledger,
+    *,
+    via: Via = "direct",
+    concurrency: int = 8,
+    progress: Progress,
+    service: BatchService | None = None,
+    poll_seconds: float = 30.0,
+    limits: FileLimits | None = None,
+) -> Progress:
+    """Answer every image without a result yet; `progress` hears each one. The Batch API path needs `service`
+    (OpenAI's Files and Batches endpoints); `limits` is a test hook for splitting into several batches."""
+    if via == "batch-api":
+        if service is None:
+            raise ToolError("The upstream in use has no Batch API; use --via direct.")
+        await run_batch_api(deps, ledger, service, progress=progress, poll_seconds=poll_seconds, limits=limits)
+    else:
+        await run_direct(deps, ledger, concurrency=concurrency, progress=progress)
     return progress

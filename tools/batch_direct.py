@@ -114,7 +114,7 @@ async def send_with_retries(deps: Deps, spec: BatchSpec, path: str, part: ImageP
             await anyio.sleep(wait)
             continue
         pacer.succeeded()
-        return result_of(spec, path, part, reply)
+        return result_of(spec, path, part.image_id, reply)
     log.warning("%s: still failing after %d attempts; a rerun tries it again", path, MAX_ATTEMPTS)
     return None
 

@@ -128,7 +128,7 @@ def duration(text: str) -> float | None:
     return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
 
 
-def result_of(spec: BatchSpec, path: str, part: ImagePart, reply: ChatReply) -> Result:
+def result_of(spec: BatchSpec, path: str, image_id: str, reply: ChatReply) -> Result:
     usage = reply.usage
     tokens_in, tokens_out = (usage.input_tokens, usage.output_tokens) if usage else (0, 0)
     prices = pricing.price_of(reply.model or spec.model)
@@ -145,7 +145,7 @@ def result_of(spec: BatchSpec, path: str, part: ImagePart, reply: ChatReply) -> 
     return Result(
         path=path,
         status="done" if error is None else "failed",
-        image_id=part.image_id,
+        image_id=image_id,
         answer=answer,
         input_tokens=tokens_in,
         output_tokens=tokens_out,
