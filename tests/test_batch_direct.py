@@ -14,7 +14,7 @@ from server.settings import Settings
 from tests import images
 from tests.fake_upstream import FakeUpstream, Reply
 from tools import batch
-from tools.batch_direct import Progress
+from tools.batch_direct import Progress, run_direct
 from tools.batch_spec import BatchSpec
 
 
@@ -141,3 +141,29 @@ async def test_non_images_and_a_corrupt_jpeg_are_reported_not_fatal(
     assert by_path[str(corrupt)]["status"] == "failed" and "corrupt or truncated" in by_path[str(corrupt)]["error"]
     assert by_path[str(text)]["status"] == "failed" and by_path[str(text)]["error"]
     assert len(upstream.answered) == 3  # nothing sent for the two that cannot be read
+
+
+async def test_slows_down_on_429_and_speeds_up_again(
+    tmp_path: Path, settings: Settings, upstream: FakeUpstream
+) -> None:
+    folder = tmp_path / "many"
+    paths = make_folder(folder, 120)
+    upstream.default_reply = Reply(text="ok", delay=0.03)
+    upstream.fail(429, times=8, headers={"retry-after": "0.2"}, path="/v1/responses")
+    spec = BatchSpec(paths=tuple(paths), prompt="Caption it.", out=tmp_path / "out.jsonl", model="gpt-4.1-mini")
+    seen: list[int] = []
+
+    def watch(progress: Progress) -> None:
+        if progress.done == 8:  # just after the burst: the requests in flight were cut
+            seen.append(upstream.most_in_flight)
+            upstream.most_in_flight = upstream.in_flight
+        if progress.done == 100:
+            seen.append(upstream.most_in_flight)
+
+    async with opened(replace(settings, allowed_dirs=[folder])) as deps:
+        ledger = await batch.start(deps, spec)
+        pacer = await run_direct(deps, ledger, concurrency=8, progress=Progress(total=120, changed=watch))
+    assert pacer.slowed >= 1
+    assert pacer.limit.total_tokens == 8  # grown back to --concurrency
+    assert seen[1] >= 6  # and the upstream saw it: most of the 8 in flight again after the slow-down
+    assert len(rows(spec.out)) == 120

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
 BASE_BACKOFF = 0.5  # seconds; doubled per attempt, with jitter
 MAX_BACKOFF = 60.0
+HALVE_EVERY = 0.5  # seconds: 429s closer together than this halve the requests in flight once
 PREPARERS = 8  # images prepared at once ahead of the senders (the image guard bounds the CPU work further)
 
 
@@ -69,6 +70,7 @@ class Pacer:
         self.most = most
         self.limit = anyio.CapacityLimiter(most)
         self.resume_at = 0.0
+        self.halved_at = -1e9
         self.successes = 0
         self.slowed = 0  # times it slowed down (for the logs and the tests)
 
@@ -85,9 +87,13 @@ class Pacer:
             self.limit.total_tokens = tokens + 1
 
     def rate_limited(self, wait: float | None) -> None:
-        self.slowed += 1
         self.successes = 0
-        self.limit.total_tokens = max(1, int(self.limit.total_tokens) // 2)
+        now = time.monotonic()
+        # The requests in flight when the limit was hit all come back 429 together: that is one signal, not many.
+        if now - self.halved_at > HALVE_EVERY:
+            self.halved_at = now
+            self.slowed += 1
+            self.limit.total_tokens = max(1, int(self.limit.total_tokens) // 2)
         if wait:
             self.resume_at = max(self.resume_at, time.monotonic() + wait)
 
