@@ -188,7 +188,8 @@ async def job(
     estimate = await batch.estimate(deps, ledger)
     via = choose_via(args.via, settings, left)
     say(f"run {spec.run_id}: {len(paths)} images, {len(paths) - left} already answered; via {via}")
-    say(f"estimated cost: {estimate.text()}")
+    said = estimate.text() + ("; the Batch API charges half of this" if via == "batch-api" else "")
+    say(f"estimated cost: {said}")
     if args.dry_run or left == 0:
         return EXIT_OK
     progress = Progress(total=left, changed=Reporter(left).show)

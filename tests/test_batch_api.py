@@ -118,5 +118,6 @@ def test_the_command_with_via_batch_api(tmp_path: Path, upstream: FakeUpstream) 
     )
     assert done.returncode == 0, done.stderr
     assert "via batch-api" in done.stdout and "done 3, failed 0" in done.stdout
+    assert "the Batch API charges half of this" in done.stdout
     assert len(rows(out)) == 3 and len(upstream.batches.batches) == 1
     assert os.environ.get("OPENAI_API_KEY") != "sk-test-key"  # the key went to the subprocess only
