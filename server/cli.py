@@ -60,6 +60,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(run(workflow_parser(), args_list[1:], workflow))
     if command == "prune":
         sys.exit(prune(args_list[1:]))
+    if command == "batch":
+        from server import batch_cli
+
+        sys.exit(batch_cli.main(args_list[1:]))
     serve(args_list)
 
 
@@ -193,7 +197,8 @@ def printable(result: ChatResult | WorkflowResult) -> str:
 
 
 def prune(args_list: list[str]) -> int:
-    """`imagechat-mcp prune [--dry-run]`: remove from the store what the keep_* settings do not keep."""
+    """`imagechat-mcp batch PATH... --prompt TEXT` (many images into one results file), "
+    "`imagechat-mcp prune [--dry-run]`: remove from the store what the keep_* settings do not keep."""
     parser = argparse.ArgumentParser(
         prog="imagechat-mcp prune",
         description="Remove what the retention settings (--keep-*) do not keep: old conversations, images and "

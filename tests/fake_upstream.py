@@ -19,7 +19,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, cast
@@ -367,6 +367,15 @@ class FakeUpstream:
         self._server: UpstreamServer | None = None
         # Requests whose client hung up before the answer was complete (a cancelled stream, say).
         self.disconnects = 0
+        # The answer when no reply is queued (a slow upstream for every request, say); None: Reply().
+        self.default_reply: Reply | None = None
+        # POST /v1/responses being answered now, and the most there ever were at once.
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.answered: list[JSONDict] = []  # the bodies of the POST /v1/responses answered without an error
+        from tests.fake_batches import FakeBatches
+
+        self.batches = FakeBatches(self)  # /v1/files and /v1/batches
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -487,6 +496,14 @@ class FakeUpstream:
         try:
             raw = self._read_body(h)
             self._record(h, path, url.query, raw)
+            if path.startswith(("/v1/files", "/v1/batches")):
+                self._check_auth(h)
+                self._take_failure(path)
+                found = self.batches.route(h.command, path, h.headers, raw)
+                if found is None:
+                    raise _api_error(404, f"Invalid URL ({h.command} {path})")
+                self._send(h, *found)
+                return
             self._route(h, path, self._parse_body(raw))
         except _HTTPError as err:
             self._send(h, err.status, err.payload, err.content_type, err.headers)
@@ -642,7 +659,9 @@ class FakeUpstream:
 
     def _next_reply(self) -> Reply:
         with self._lock:
-            return self._replies.popleft() if self._replies else Reply()
+            if self._replies:
+                return self._replies.popleft()
+            return replace(self.default_reply) if self.default_reply is not None else Reply()
 
     @staticmethod
     def _require_body(body: JSONDict | None) -> JSONDict:
@@ -672,6 +691,35 @@ class FakeUpstream:
     # -- Responses API -----------------------------------------------------------------------
 
     def _create_response(self, h: _Handler, body: JSONDict) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            self._answer_response(h, body)
+            with self._lock:
+                self.answered.append(body)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def answer_line(self, body: JSONDict) -> tuple[int, JSONDict]:
+        """One line of a batch (tests/fake_batches.py), answered as POST /v1/responses would be, without
+        streaming: (status, the response or OpenAI's error JSON)."""
+        try:
+            self._check_spec("/v1/responses", body)
+            self._take_failure("/v1/responses")
+            self._known_model(body.get("model"), 400)
+            reply = self._next_reply()
+            final = self._final_response(
+                body, reply, rid=_new_id("resp_"), item_id=_new_id("msg_"), created_at=int(time.time())
+            )
+        except _HTTPError as err:
+            return err.status, json.loads(err.payload)
+        with self._lock:
+            self.answered.append(body)
+        return 200, final
+
+    def _answer_response(self, h: _Handler, body: JSONDict) -> None:
         self._known_model(body.get("model"), 400)
         store = body.get("store") is not False
         background = bool(body.get("background"))

@@ -76,6 +76,15 @@ class Store(Protocol):
         a turn recorded as running while nobody holds the lock was cut off (its process stopped or died)."""
         ...
 
+    async def put_batch_record(self, run_id: str, item: str, record: str) -> None:
+        """One record (JSON text) of a bulk run's manifest (tools/batch_manifest.py): item "" is the run itself,
+        any other item one image of it; written again, it replaces the earlier record."""
+        ...
+
+    async def get_batch_records(self, run_id: str) -> dict[str, str]:
+        """Every record of the run's manifest by item (empty for a run never seen)."""
+        ...
+
     async def close(self) -> None: ...
 
 

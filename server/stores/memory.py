@@ -25,6 +25,7 @@ class MemoryStore:
         self.files: dict[str, tuple[str, str, float]] = {}
         self.variants: dict[str, tuple[str, str, float]] = {}  # key -> (mime, blob key, when stored)
         self.blobs = MemoryBlobs()
+        self.batch_records: dict[str, dict[str, str]] = {}  # run id -> item -> record (bulk runs' manifests)
         self._locks = LocalLocks()
         self._turn_locks = LocalLocks()  # apart from _locks: no conversation id can name a turn lock
 
@@ -74,6 +75,12 @@ class MemoryStore:
         found = self.files.get(file_id)
         data = None if found is None else await self.blobs.get(found[1])
         return None if found is None or data is None else (FileRecord.model_validate_json(found[0]), data)
+
+    async def put_batch_record(self, run_id: str, item: str, record: str) -> None:
+        self.batch_records.setdefault(run_id, {})[item] = record
+
+    async def get_batch_records(self, run_id: str) -> dict[str, str]:
+        return dict(self.batch_records.get(run_id, {}))
 
     async def get_variant(self, key: str) -> tuple[str, bytes] | None:
         found = self.variants.get(key)

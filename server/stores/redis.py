@@ -184,6 +184,13 @@ class RedisStore(TypedRecords):
     async def put_variant(self, key: str, mime: str, data: bytes) -> None:
         await self.put_record("variant", key, mime, data)
 
+    async def put_batch_record(self, run_id: str, item: str, record: str) -> None:
+        await self.redis.hset(self.key("batch", run_id), item, record)
+
+    async def get_batch_records(self, run_id: str) -> dict[str, str]:
+        found: Any = await self.redis.hgetall(self.key("batch", run_id))
+        return {text(item): text(record) for item, record in found.items()}
+
     async def prune(self, policy: Retention, *, dry_run: bool = False, now: float | None = None) -> Pruned:
         from server.stores.redis_prune import prune
 

@@ -169,6 +169,20 @@ class SqliteStore(TypedRecords):
             )
         )
 
+    async def put_batch_record(self, run_id: str, item: str, record: str) -> None:
+        await self.run(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO batch_records (run, item, record) VALUES (?, ?, ?)", (run_id, item, record)
+            )
+        )
+
+    async def get_batch_records(self, run_id: str) -> dict[str, str]:
+        rows = await self.run(
+            lambda db: db.execute("SELECT item, record FROM batch_records WHERE run = ?", (run_id,)).fetchall(),
+            small=False,
+        )
+        return {str(item): str(record) for item, record in rows}
+
     async def prune(self, policy: Retention, *, dry_run: bool = False, now: float | None = None) -> Pruned:
         moment = time.time() if now is None else now
 

@@ -37,6 +37,8 @@ CREATE TABLE IF NOT EXISTS files (id TEXT PRIMARY KEY, meta TEXT NOT NULL, blob 
                                   created_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS variants (key TEXT PRIMARY KEY, mime TEXT NOT NULL, blob TEXT NOT NULL,
                                      bytes INTEGER NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS batch_records (run TEXT NOT NULL, item TEXT NOT NULL, record TEXT NOT NULL,
+                                          PRIMARY KEY (run, item));
 CREATE INDEX IF NOT EXISTS images_blob ON images (blob);
 CREATE INDEX IF NOT EXISTS files_blob ON files (blob);
 CREATE INDEX IF NOT EXISTS variants_blob ON variants (blob);
