@@ -96,6 +96,7 @@ def build_server(settings: Settings, *, reader: SourceReader | None = None) -> I
                 server.current = None
 
     from server.mcp_app import build_apps
+    from server.remote import auth_options
 
     server = ImageChatServer(
         "imagechat-mcp",
@@ -106,6 +107,7 @@ def build_server(settings: Settings, *, reader: SourceReader | None = None) -> I
         log_level=settings.log_level,  # type: ignore[arg-type]
         extensions=[build_apps()],
         request_state_security=state_security(settings),
+        **auth_options(settings),  # streamable-http with authentication only
     )
     from server.mcp_resources import register_resources
     from server.mcp_tools import register_tools

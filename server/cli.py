@@ -95,14 +95,16 @@ def serve(args_list: list[str]) -> None:
         terminal.greet(has_key=bool(settings.api_key))
     from server.app import build_server
 
-    server = build_server(settings)
+    try:
+        server = build_server(settings)
+    except settings_module.SettingsError as exc:
+        parser.error(str(exc))
     if settings.transport == "streamable-http":
         from server.failures import quiet_disconnects
+        from server.remote import serve_http
 
         quiet_disconnects()
-        # Behind a round-robin balancer no session may live in one replica: each request stands alone.
-        stateless = settings.replicas > 1
-        server.run("streamable-http", host=settings.host, port=settings.port, stateless_http=stateless)
+        serve_http(server, settings)
     elif by_hand:
         terminal.run(server)
     else:

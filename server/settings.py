@@ -47,6 +47,10 @@ def _dirs(text: str) -> list[str]:
     return [part for part in text.split(os.pathsep) if part.strip()]
 
 
+def _words(text: str) -> list[str]:
+    return text.replace(",", " ").split()
+
+
 SPECS: tuple[Spec, ...] = (
     Spec(
         "transport",
@@ -100,6 +104,31 @@ SPECS: tuple[Spec, ...] = (
         "state_key",
         "A secret shared by all replicas that seals the state of multi-round-trip requests, so any replica can "
         "continue what another began (at least 32 characters; environment only is safest).",
+        None,
+    ),
+    Spec(
+        "auth_issuer",
+        "OAuth issuer whose access tokens (JWTs, RS256/ES256/...) streamable-http accepts; needs "
+        "IMAGECHAT_AUTH_AUDIENCE. Each token's `sub` is a user with their own conversations.",
+        None,
+    ),
+    Spec(
+        "auth_audience",
+        "This server's public URL as tokens name it (their `aud`), e.g. https://images.example.com/mcp; also the "
+        "resource in its protected resource metadata.",
+        None,
+    ),
+    Spec("auth_jwks_url", "The issuer's key set. Default: the jwks_uri of the issuer's metadata.", None),
+    Spec(
+        "auth_scopes",
+        "Scopes every token must carry (space- or comma-separated); a token without them gets 403.",
+        None,
+        _words,
+    ),
+    Spec(
+        "auth_tokens_file",
+        "Static tokens for self-hosting: a file of lines `principal sha256:<hex digest of the token>` (no token "
+        "in clear); re-read when it changes, so removing a line revokes a token.",
         None,
     ),
     Spec(
@@ -249,6 +278,11 @@ class Settings:
     lease_seconds: float = DEFAULTS["lease_seconds"]
     replicas: int = DEFAULTS["replicas"]
     state_key: str | None = field(default=DEFAULTS["state_key"], repr=False)
+    auth_issuer: str | None = DEFAULTS["auth_issuer"]
+    auth_audience: str | None = DEFAULTS["auth_audience"]
+    auth_jwks_url: str | None = DEFAULTS["auth_jwks_url"]
+    auth_scopes: list[str] | None = DEFAULTS["auth_scopes"]
+    auth_tokens_file: Path | None = DEFAULTS["auth_tokens_file"]
     state_dir: Path | None = DEFAULTS["state_dir"]
     allowed_dirs: list[Path] | None = DEFAULTS["allowed_dirs"]
     allow_hidden: bool = DEFAULTS["allow_hidden"]
@@ -324,7 +358,7 @@ def resolve(args: argparse.Namespace | None, environ: Mapping[str, str]) -> Sett
                 raise SettingsError(f"{spec.env_name} must be one of {', '.join(spec.choices)}, not {raw!r}")
         else:
             continue
-        if spec.name in {"state_dir", "input_dir"}:
+        if spec.name in {"state_dir", "input_dir", "auth_tokens_file"}:
             value = Path(value).expanduser()
         elif spec.name == "allowed_dirs":
             value = [Path(item).expanduser() for item in value]
