@@ -43,8 +43,11 @@ def make_deps(settings: Settings, *, reader: SourceReader | None = None) -> Deps
     if reader is None:
         # Naming an input folder for workflow files is consent to read from it.
         named = [settings.input_dir] if settings.input_dir is not None else []
+        from server.remote import readable_folders
+
+        folders = readable_folders(settings)  # [] for remote callers: only what is named explicitly
         reader = SafeSourceReader(
-            allowed_folders(settings.allowed_dirs, named),
+            named if folders == [] else allowed_folders(folders, named),
             allow_hidden=settings.allow_hidden,
             allow_http=settings.allow_http,
             max_bytes=max(settings.max_image_bytes, settings.max_file_bytes),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -19,6 +22,70 @@ AUTH_SETTINGS = (
 
 def authenticates(settings: Settings) -> bool:
     return settings.transport == "streamable-http" and bool(settings.auth_issuer or settings.auth_tokens_file)
+
+
+def loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve to anything
+
+
+def remote(settings: Settings) -> bool:
+    """Callers may be other people: streamable HTTP with authentication, or bound beyond loopback."""
+    return settings.transport == "streamable-http" and (authenticates(settings) or not loopback(settings.host))
+
+
+def exposure_problem(settings: Settings, *, no_auth: bool) -> str | None:
+    """Why serving these settings would be unsafe: anyone who reaches the address could use it."""
+    if settings.transport != "streamable-http" or no_auth or authenticates(settings) or loopback(settings.host):
+        return None
+    return (
+        f"refusing to serve {settings.host} without authentication: anyone who reaches it could use your API key "
+        f"and read your conversations. Set {AUTH_SETTINGS}, bind 127.0.0.1, or pass --no-auth if a gateway in "
+        "front of this server authenticates its callers."
+    )
+
+
+def readable_folders(settings: Settings) -> list[Path] | None:
+    """The configured allowed folders; for remote callers none unless IMAGECHAT_ALLOWED_DIRS is set explicitly
+    (a remote user must not read the server's Pictures folder). None: the local defaults."""
+    if remote(settings) and "allowed_dirs" not in settings.given:
+        return []
+    return settings.allowed_dirs
+
+
+def request_limit(settings: Settings) -> int:
+    """The request body limit: as set, or room for the largest image or document as a data: URL."""
+    if settings.max_request_bytes is not None:
+        return settings.max_request_bytes
+    largest = max(settings.max_image_bytes, settings.max_file_bytes)
+    return largest * 4 // 3 + 1024 * 1024  # base64, plus the rest of the JSON-RPC message
+
+
+class BodyLimit:
+    """Refuses a body over the limit by its Content-Length with a message that says which setting to change
+    (the SDK's own limit, set alike, still counts the bytes of a body sent without a length)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        length = dict(scope.get("headers", [])).get(b"content-length", b"0") if scope["type"] == "http" else b"0"
+        if length.isdigit() and int(length) > self.limit:
+            message = (
+                f"The request is {int(length)} bytes, over this server's limit of {self.limit} bytes "
+                "(IMAGECHAT_MAX_REQUEST_BYTES). Send a large image as an https URL, or make it smaller."
+            )
+            body = json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": message}}).encode()
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": 413, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
 
 
 def resource_url(settings: Settings) -> str:
@@ -81,8 +148,12 @@ def serve_http(server: MCPServer[Any], settings: Settings) -> None:
     import uvicorn
 
     # Behind a round-robin balancer no session may live in one replica: each request stands alone.
-    app: ASGIApp = server.streamable_http_app(stateless_http=settings.replicas > 1, host=settings.host)
+    limit = request_limit(settings)
+    app: ASGIApp = server.streamable_http_app(
+        stateless_http=settings.replicas > 1, host=settings.host, max_request_body_size=limit
+    )
     if authenticates(settings) and settings.auth_scopes:
         app = ScopeChallenge(app, list(settings.auth_scopes))
+    app = BodyLimit(app, limit)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
     anyio.run(uvicorn.Server(config).serve)

@@ -168,6 +168,13 @@ SPECS: tuple[Spec, ...] = (
     Spec("max_image_bytes", "Largest image file accepted, in bytes.", 50 * 1024 * 1024, int),
     Spec("max_file_bytes", "Largest document accepted by attach_file, in bytes.", 32 * 1024 * 1024, int),
     Spec(
+        "max_request_bytes",
+        "Largest HTTP request body streamable-http accepts, in bytes. Default: enough for the largest image or "
+        "document sent as a data: URL (base64 takes 4/3 of the bytes).",
+        None,
+        int,
+    ),
+    Spec(
         "max_pixels",
         "Largest image accepted, in pixels (width x height), checked before decoding.",
         100_000_000,
@@ -290,6 +297,7 @@ class Settings:
     input_dir: Path | None = DEFAULTS["input_dir"]
     max_image_bytes: int = DEFAULTS["max_image_bytes"]
     max_file_bytes: int = DEFAULTS["max_file_bytes"]
+    max_request_bytes: int | None = DEFAULTS["max_request_bytes"]
     max_pixels: int = DEFAULTS["max_pixels"]
     image_seconds: float = DEFAULTS["image_seconds"]
     pixel_budget: int = DEFAULTS["pixel_budget"]

@@ -49,7 +49,9 @@ def wait_for_port(process: subprocess.Popen[bytes], port: int) -> None:
 
 
 @contextmanager
-def running_server(tmp_path: Path, upstream: FakeUpstream, extra: dict[str, str]) -> Iterator[str]:
+def running_server(
+    tmp_path: Path, upstream: FakeUpstream, extra: dict[str, str], cwd: Path | None = None
+) -> Iterator[str]:
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "IMAGECHAT_"))},
@@ -62,6 +64,7 @@ def running_server(tmp_path: Path, upstream: FakeUpstream, extra: dict[str, str]
         [sys.executable, "-m", "server", "--transport", "streamable-http", "--port", str(port)],
         env=env,
         stderr=subprocess.PIPE,
+        cwd=cwd,
     )
     try:
         wait_for_port(process, port)
