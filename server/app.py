@@ -91,12 +91,18 @@ def build_server(settings: Settings, *, reader: SourceReader | None = None) -> I
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Deps]) -> AsyncIterator[Deps]:
+        from server.remote import authenticates
+        from server.stores.scoped import Principals
+
         async with opened(settings, reader=reader) as deps:
             server.current = deps
+            server.principals = Principals(settings) if authenticates(settings) else None
             try:
                 yield deps
             finally:
                 server.current = None
+                if server.principals is not None:
+                    await server.principals.close()
 
     from server.mcp_app import build_apps
     from server.remote import auth_options

@@ -7,6 +7,7 @@
 - A tool result's text is a short summary (server.summaries), not a second copy of its structured content.
 - Tool results, errors and text resources never carry the API key (server.logsafe).
 - Image resources carry each image's own mime type (a template has only one).
+- Over authenticated HTTP each request sees its principal's own state (server.stores.scoped).
 - prompts/get with an unknown prompt or a missing argument is an invalid-params error (-32602) that says what
   is known or missing, in both protocol eras, as resources/read is.
 """
@@ -19,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from mcp.server.apps import client_supports_apps
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
@@ -39,6 +43,7 @@ from pydantic import AnyUrl, ValidationError
 
 from server import arguments as checks
 from server import failures, listing, logsafe, summaries
+from server.stores.scoped import Principals, principal_of
 from tools.deps import Deps
 
 
@@ -57,6 +62,16 @@ class ImageChatServer(MCPServer[Deps]):
     # Tools only an MCP App calls (visibility ["app"]): never named to the model as where an argument belongs.
     app_only: frozenset[str] = frozenset()
     state_dir: Path | None = None  # where the SQLite store lives (named when its disk fails)
+    principals: Principals | None = None  # set when HTTP authenticates: each principal's own state
+
+    def scope_to_caller(self, context: Context[Deps, Any] | None) -> None:
+        """Points this request's Deps at its principal's own state (nothing changes for the local principal)."""
+        if self.principals is None or context is None:
+            return
+        token = caller_token(context)
+        if token is not None:
+            request = context.request_context
+            request.lifespan_context = self.principals.deps_for(request.lifespan_context, principal_of(token))
 
     def add_tool(self, *args: Any, **kwargs: Any) -> None:
         self.schemas = None
@@ -74,6 +89,7 @@ class ImageChatServer(MCPServer[Deps]):
             self.schemas = {tool.name: tool.input_schema for tool in listed}
             self.app_only = frozenset(tool.name for tool in listed if app_only(tool))
         schemas = self.schemas
+        self.scope_to_caller(context)
         if name in schemas:
             seen = {other: schema for other, schema in schemas.items() if other == name or other not in self.app_only}
             refusal = checks.unknown_arguments(name, arguments, seen)
@@ -94,6 +110,7 @@ class ImageChatServer(MCPServer[Deps]):
     async def read_resource(
         self, uri: AnyUrl | str, context: Context[Deps, Any] | None = None
     ) -> Iterable[ReadResourceContents] | InputRequiredResult:
+        self.scope_to_caller(context)
         result = await super().read_resource(uri, context)
         if isinstance(result, InputRequiredResult):
             return result
@@ -139,7 +156,18 @@ class ImageChatServer(MCPServer[Deps]):
         problem = prompt_problem(name, arguments or {}, known)
         if problem:
             raise MCPError(code=INVALID_PARAMS, message=problem, data={"name": name})
+        self.scope_to_caller(context)
         return await super().get_prompt(name, arguments, context)
+
+
+def caller_token(context: Context[Deps, Any]) -> AccessToken | None:
+    """The caller's access token: from this HTTP request (the bearer middleware's user), else the context."""
+    request = context.request_context.request
+    scope = getattr(request, "scope", None)
+    user = scope.get("user") if isinstance(scope, dict) else None
+    if isinstance(user, AuthenticatedUser):
+        return user.access_token
+    return get_access_token()
 
 
 def summarised(tool: str, result: CallToolResult) -> CallToolResult:
