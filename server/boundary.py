@@ -42,7 +42,7 @@ from mcp_types import (
 from pydantic import AnyUrl, ValidationError
 
 from server import arguments as checks
-from server import failures, listing, logsafe, summaries
+from server import failures, fair_use, listing, logsafe, summaries
 from server.stores.scoped import Principals, principal_of
 from tools.deps import Deps
 
@@ -64,14 +64,34 @@ class ImageChatServer(MCPServer[Deps]):
     state_dir: Path | None = None  # where the SQLite store lives (named when its disk fails)
     principals: Principals | None = None  # set when HTTP authenticates: each principal's own state
 
-    def scope_to_caller(self, context: Context[Deps, Any] | None) -> None:
-        """Points this request's Deps at its principal's own state (nothing changes for the local principal)."""
+    def scope_to_caller(self, context: Context[Deps, Any] | None) -> str | None:
+        """Points this request's Deps at its principal's own state, and names the principal (None: the local
+        one, whose state is the server's own)."""
         if self.principals is None or context is None:
-            return
+            return None
         token = caller_token(context)
-        if token is not None:
-            request = context.request_context
-            request.lifespan_context = self.principals.deps_for(request.lifespan_context, principal_of(token))
+        if token is None:
+            return None
+        principal = principal_of(token)
+        request = context.request_context
+        request.lifespan_context = self.principals.deps_for(request.lifespan_context, principal)
+        return principal
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Deps, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        """A principal's call is admitted by its fair-use limits first, and audited whatever its outcome."""
+        principal = self.scope_to_caller(context)
+        if principal is None or self.principals is None:
+            return await self.checked_call(name, arguments, context)
+        result: CallToolResult | InputRequiredResult | None = None
+        try:
+            await self.principals.fair_use.admit(principal, name, arguments, self.principals.folders.get(principal))
+            result = await self.checked_call(name, arguments, context)
+            return result
+        finally:
+            failed = result is None or (isinstance(result, CallToolResult) and result.is_error)
+            fair_use.audit(principal, name, arguments, result, "error" if failed else "ok")
 
     def add_tool(self, *args: Any, **kwargs: Any) -> None:
         self.schemas = None
@@ -81,7 +101,7 @@ class ImageChatServer(MCPServer[Deps]):
         self.schemas = None
         super().remove_tool(name)
 
-    async def call_tool(
+    async def checked_call(
         self, name: str, arguments: dict[str, Any], context: Context[Deps, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
         if self.schemas is None:
@@ -89,7 +109,6 @@ class ImageChatServer(MCPServer[Deps]):
             self.schemas = {tool.name: tool.input_schema for tool in listed}
             self.app_only = frozenset(tool.name for tool in listed if app_only(tool))
         schemas = self.schemas
-        self.scope_to_caller(context)
         if name in schemas:
             seen = {other: schema for other, schema in schemas.items() if other == name or other not in self.app_only}
             refusal = checks.unknown_arguments(name, arguments, seen)

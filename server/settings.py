@@ -132,6 +132,20 @@ SPECS: tuple[Spec, ...] = (
         None,
     ),
     Spec(
+        "user_turns_per_minute",
+        "With authentication: the most chat turns one user (token subject or static principal) may start in a "
+        "minute; more are refused with when to retry. 0: no limit.",
+        0,
+        int,
+    ),
+    Spec(
+        "user_stored_mb",
+        "With authentication and the SQLite store: the most one user's conversations, images and files may "
+        "take; beyond it nothing new is stored (reading still works). 0: no limit.",
+        0.0,
+        float,
+    ),
+    Spec(
         "state_dir",
         "Folder for the SQLite database. Default: the platform's user state folder "
         "(~/.local/state/imagechat-mcp, ~/Library/Application Support/imagechat-mcp, "
@@ -290,6 +304,8 @@ class Settings:
     auth_jwks_url: str | None = DEFAULTS["auth_jwks_url"]
     auth_scopes: list[str] | None = DEFAULTS["auth_scopes"]
     auth_tokens_file: Path | None = DEFAULTS["auth_tokens_file"]
+    user_turns_per_minute: int = DEFAULTS["user_turns_per_minute"]
+    user_stored_mb: float = DEFAULTS["user_stored_mb"]
     state_dir: Path | None = DEFAULTS["state_dir"]
     allowed_dirs: list[Path] | None = DEFAULTS["allowed_dirs"]
     allow_hidden: bool = DEFAULTS["allow_hidden"]

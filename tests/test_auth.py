@@ -50,8 +50,9 @@ def wait_for_port(process: subprocess.Popen[bytes], port: int) -> None:
 
 @contextmanager
 def running_server(
-    tmp_path: Path, upstream: FakeUpstream, extra: dict[str, str], cwd: Path | None = None
+    tmp_path: Path, upstream: FakeUpstream, extra: dict[str, str], cwd: Path | None = None, log: Path | None = None
 ) -> Iterator[str]:
+    """The server as a real process; its stderr goes to `log` when given."""
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "IMAGECHAT_"))},
@@ -60,10 +61,11 @@ def running_server(
         "IMAGECHAT_STATE_DIR": str(tmp_path / "state"),
         **{key: value.replace("{port}", str(port)) for key, value in extra.items()},
     }
+    sink = log.open("wb") if log is not None else subprocess.PIPE
     process = subprocess.Popen(
         [sys.executable, "-m", "server", "--transport", "streamable-http", "--port", str(port)],
         env=env,
-        stderr=subprocess.PIPE,
+        stderr=sink,
         cwd=cwd,
     )
     try:
@@ -74,6 +76,8 @@ def running_server(
         process.wait(10)
         if process.stderr:
             process.stderr.close()
+        if not isinstance(sink, int):
+            sink.close()
 
 
 @pytest.fixture

@@ -13,10 +13,12 @@ import copy
 import dataclasses
 import hashlib
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 from mcp.server.auth.provider import AccessToken
 
+from server.fair_use import FairUse, install_audit
 from server.settings import Settings
 from server.stores import open_store
 from server.stores.retention import PrunableStore
@@ -68,11 +70,15 @@ class Principals:
         self.settings = settings
         self._deps: dict[str, Deps] = {}
         self._stores: list[PrunableStore] = []
+        self.folders: dict[str, Path] = {}  # each principal's SQLite folder (what its stored bytes are)
+        self.fair_use = FairUse(settings.user_turns_per_minute, settings.user_stored_mb)
+        install_audit()
 
-    def store_for(self, space: str, owner: str) -> PrunableStore:
+    def store_for(self, principal: str, space: str, owner: str) -> PrunableStore:
         settings = self.settings
         if settings.store == "sqlite":
-            settings = dataclasses.replace(settings, state_dir=settings.resolved_state_dir() / "principals" / space)
+            self.folders[principal] = settings.resolved_state_dir() / "principals" / space
+            settings = dataclasses.replace(settings, state_dir=self.folders[principal])
         elif settings.store == "redis":
             from server.stores.redis import PREFIX, RedisStore
 
@@ -86,7 +92,7 @@ class Principals:
         if found is None:
             space = space_of(principal)
             found = copy.copy(local)  # the same upstream, reader, limits and image budget
-            found.store = self.store_for(space, local.turns.owner)
+            found.store = self.store_for(principal, space, local.turns.owner)
             found.turns = PrincipalTurns(local.turns, space + ":")
             self._stores.append(found.store)
             self._deps[principal] = found
