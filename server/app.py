@@ -43,8 +43,11 @@ def make_deps(settings: Settings, *, reader: SourceReader | None = None) -> Deps
     if reader is None:
         # Naming an input folder for workflow files is consent to read from it.
         named = [settings.input_dir] if settings.input_dir is not None else []
+        from server.remote import readable_folders
+
+        folders = readable_folders(settings)  # [] for remote callers: only what is named explicitly
         reader = SafeSourceReader(
-            allowed_folders(settings.allowed_dirs, named),
+            named if folders == [] else allowed_folders(folders, named),
             allow_hidden=settings.allow_hidden,
             allow_http=settings.allow_http,
             max_bytes=max(settings.max_image_bytes, settings.max_file_bytes),
@@ -88,14 +91,21 @@ def build_server(settings: Settings, *, reader: SourceReader | None = None) -> I
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Deps]) -> AsyncIterator[Deps]:
+        from server.remote import authenticates
+        from server.stores.scoped import Principals
+
         async with opened(settings, reader=reader) as deps:
             server.current = deps
+            server.principals = Principals(settings) if authenticates(settings) else None
             try:
                 yield deps
             finally:
                 server.current = None
+                if server.principals is not None:
+                    await server.principals.close()
 
     from server.mcp_app import build_apps
+    from server.remote import auth_options
 
     server = ImageChatServer(
         "imagechat-mcp",
@@ -106,6 +116,7 @@ def build_server(settings: Settings, *, reader: SourceReader | None = None) -> I
         log_level=settings.log_level,  # type: ignore[arg-type]
         extensions=[build_apps()],
         request_state_security=state_security(settings),
+        **auth_options(settings),  # streamable-http with authentication only
     )
     from server.mcp_resources import register_resources
     from server.mcp_tools import register_tools

@@ -7,6 +7,7 @@
 - A tool result's text is a short summary (server.summaries), not a second copy of its structured content.
 - Tool results, errors and text resources never carry the API key (server.logsafe).
 - Image resources carry each image's own mime type (a template has only one).
+- Over authenticated HTTP each request sees its principal's own state (server.stores.scoped).
 - prompts/get with an unknown prompt or a missing argument is an invalid-params error (-32602) that says what
   is known or missing, in both protocol eras, as resources/read is.
 """
@@ -19,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from mcp.server.apps import client_supports_apps
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import Context, MCPServer
@@ -38,7 +42,8 @@ from mcp_types import (
 from pydantic import AnyUrl, ValidationError
 
 from server import arguments as checks
-from server import failures, listing, logsafe, summaries
+from server import failures, fair_use, listing, logsafe, summaries
+from server.stores.scoped import Principals, principal_of
 from tools.deps import Deps
 
 
@@ -57,6 +62,36 @@ class ImageChatServer(MCPServer[Deps]):
     # Tools only an MCP App calls (visibility ["app"]): never named to the model as where an argument belongs.
     app_only: frozenset[str] = frozenset()
     state_dir: Path | None = None  # where the SQLite store lives (named when its disk fails)
+    principals: Principals | None = None  # set when HTTP authenticates: each principal's own state
+
+    def scope_to_caller(self, context: Context[Deps, Any] | None) -> str | None:
+        """Points this request's Deps at its principal's own state, and names the principal (None: the local
+        one, whose state is the server's own)."""
+        if self.principals is None or context is None:
+            return None
+        token = caller_token(context)
+        if token is None:
+            return None
+        principal = principal_of(token)
+        request = context.request_context
+        request.lifespan_context = self.principals.deps_for(request.lifespan_context, principal)
+        return principal
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Deps, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        """A principal's call is admitted by its fair-use limits first, and audited whatever its outcome."""
+        principal = self.scope_to_caller(context)
+        if principal is None or self.principals is None:
+            return await self.checked_call(name, arguments, context)
+        result: CallToolResult | InputRequiredResult | None = None
+        try:
+            await self.principals.fair_use.admit(principal, name, arguments, self.principals.folders.get(principal))
+            result = await self.checked_call(name, arguments, context)
+            return result
+        finally:
+            failed = result is None or (isinstance(result, CallToolResult) and result.is_error)
+            fair_use.audit(principal, name, arguments, result, "error" if failed else "ok")
 
     def add_tool(self, *args: Any, **kwargs: Any) -> None:
         self.schemas = None
@@ -66,7 +101,7 @@ class ImageChatServer(MCPServer[Deps]):
         self.schemas = None
         super().remove_tool(name)
 
-    async def call_tool(
+    async def checked_call(
         self, name: str, arguments: dict[str, Any], context: Context[Deps, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
         if self.schemas is None:
@@ -94,6 +129,7 @@ class ImageChatServer(MCPServer[Deps]):
     async def read_resource(
         self, uri: AnyUrl | str, context: Context[Deps, Any] | None = None
     ) -> Iterable[ReadResourceContents] | InputRequiredResult:
+        self.scope_to_caller(context)
         result = await super().read_resource(uri, context)
         if isinstance(result, InputRequiredResult):
             return result
@@ -139,7 +175,18 @@ class ImageChatServer(MCPServer[Deps]):
         problem = prompt_problem(name, arguments or {}, known)
         if problem:
             raise MCPError(code=INVALID_PARAMS, message=problem, data={"name": name})
+        self.scope_to_caller(context)
         return await super().get_prompt(name, arguments, context)
+
+
+def caller_token(context: Context[Deps, Any]) -> AccessToken | None:
+    """The caller's access token: from this HTTP request (the bearer middleware's user), else the context."""
+    request = context.request_context.request
+    scope = getattr(request, "scope", None)
+    user = scope.get("user") if isinstance(scope, dict) else None
+    if isinstance(user, AuthenticatedUser):
+        return user.access_token
+    return get_access_token()
 
 
 def summarised(tool: str, result: CallToolResult) -> CallToolResult:

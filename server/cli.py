@@ -79,11 +79,21 @@ def serve(args_list: list[str]) -> None:
         epilog="ask and workflow " + EXIT_CODES,
     )
     add_settings(parser)
+    parser.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="Serve streamable-http beyond loopback without authentication (a gateway in front authenticates).",
+    )
     args = parser.parse_args(args_list)
     try:
         settings = settings_module.resolve(args, os.environ)
     except settings_module.SettingsError as exc:
         parser.error(str(exc))
+    from server.remote import exposure_problem
+
+    exposure = exposure_problem(settings, no_auth=args.no_auth)
+    if exposure is not None:
+        parser.exit(2, f"imagechat-mcp: error: {exposure}\n")
     if settings.replicas > 1 and not settings.state_key:
         parser.error("IMAGECHAT_REPLICAS > 1 needs IMAGECHAT_STATE_KEY, the same secret on every replica.")
     setup_logging(settings)
@@ -99,14 +109,16 @@ def serve(args_list: list[str]) -> None:
         terminal.greet(has_key=bool(settings.api_key))
     from server.app import build_server
 
-    server = build_server(settings)
+    try:
+        server = build_server(settings)
+    except settings_module.SettingsError as exc:
+        parser.error(str(exc))
     if settings.transport == "streamable-http":
         from server.failures import quiet_disconnects
+        from server.remote import serve_http
 
         quiet_disconnects()
-        # Behind a round-robin balancer no session may live in one replica: each request stands alone.
-        stateless = settings.replicas > 1
-        server.run("streamable-http", host=settings.host, port=settings.port, stateless_http=stateless)
+        serve_http(server, settings)
     elif by_hand:
         terminal.run(server)
     else:

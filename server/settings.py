@@ -47,6 +47,10 @@ def _dirs(text: str) -> list[str]:
     return [part for part in text.split(os.pathsep) if part.strip()]
 
 
+def _words(text: str) -> list[str]:
+    return text.replace(",", " ").split()
+
+
 SPECS: tuple[Spec, ...] = (
     Spec(
         "transport",
@@ -103,6 +107,45 @@ SPECS: tuple[Spec, ...] = (
         None,
     ),
     Spec(
+        "auth_issuer",
+        "OAuth issuer whose access tokens (JWTs, RS256/ES256/...) streamable-http accepts; needs "
+        "IMAGECHAT_AUTH_AUDIENCE. Each token's `sub` is a user with their own conversations.",
+        None,
+    ),
+    Spec(
+        "auth_audience",
+        "This server's public URL as tokens name it (their `aud`), e.g. https://images.example.com/mcp; also the "
+        "resource in its protected resource metadata.",
+        None,
+    ),
+    Spec("auth_jwks_url", "The issuer's key set. Default: the jwks_uri of the issuer's metadata.", None),
+    Spec(
+        "auth_scopes",
+        "Scopes every token must carry (space- or comma-separated); a token without them gets 403.",
+        None,
+        _words,
+    ),
+    Spec(
+        "auth_tokens_file",
+        "Static tokens for self-hosting: a file of lines `principal sha256:<hex digest of the token>` (no token "
+        "in clear); re-read when it changes, so removing a line revokes a token.",
+        None,
+    ),
+    Spec(
+        "user_turns_per_minute",
+        "With authentication: the most chat turns one user (token subject or static principal) may start in a "
+        "minute; more are refused with when to retry. 0: no limit.",
+        0,
+        int,
+    ),
+    Spec(
+        "user_stored_mb",
+        "With authentication and the SQLite store: the most one user's conversations, images and files may "
+        "take; beyond it nothing new is stored (reading still works). 0: no limit.",
+        0.0,
+        float,
+    ),
+    Spec(
         "state_dir",
         "Folder for the SQLite database. Default: the platform's user state folder "
         "(~/.local/state/imagechat-mcp, ~/Library/Application Support/imagechat-mcp, "
@@ -138,6 +181,13 @@ SPECS: tuple[Spec, ...] = (
     ),
     Spec("max_image_bytes", "Largest image file accepted, in bytes.", 50 * 1024 * 1024, int),
     Spec("max_file_bytes", "Largest document accepted by attach_file, in bytes.", 32 * 1024 * 1024, int),
+    Spec(
+        "max_request_bytes",
+        "Largest HTTP request body streamable-http accepts, in bytes. Default: enough for the largest image or "
+        "document sent as a data: URL (base64 takes 4/3 of the bytes).",
+        None,
+        int,
+    ),
     Spec(
         "max_pixels",
         "Largest image accepted, in pixels (width x height), checked before decoding.",
@@ -249,6 +299,13 @@ class Settings:
     lease_seconds: float = DEFAULTS["lease_seconds"]
     replicas: int = DEFAULTS["replicas"]
     state_key: str | None = field(default=DEFAULTS["state_key"], repr=False)
+    auth_issuer: str | None = DEFAULTS["auth_issuer"]
+    auth_audience: str | None = DEFAULTS["auth_audience"]
+    auth_jwks_url: str | None = DEFAULTS["auth_jwks_url"]
+    auth_scopes: list[str] | None = DEFAULTS["auth_scopes"]
+    auth_tokens_file: Path | None = DEFAULTS["auth_tokens_file"]
+    user_turns_per_minute: int = DEFAULTS["user_turns_per_minute"]
+    user_stored_mb: float = DEFAULTS["user_stored_mb"]
     state_dir: Path | None = DEFAULTS["state_dir"]
     allowed_dirs: list[Path] | None = DEFAULTS["allowed_dirs"]
     allow_hidden: bool = DEFAULTS["allow_hidden"]
@@ -256,6 +313,7 @@ class Settings:
     input_dir: Path | None = DEFAULTS["input_dir"]
     max_image_bytes: int = DEFAULTS["max_image_bytes"]
     max_file_bytes: int = DEFAULTS["max_file_bytes"]
+    max_request_bytes: int | None = DEFAULTS["max_request_bytes"]
     max_pixels: int = DEFAULTS["max_pixels"]
     image_seconds: float = DEFAULTS["image_seconds"]
     pixel_budget: int = DEFAULTS["pixel_budget"]
@@ -324,7 +382,7 @@ def resolve(args: argparse.Namespace | None, environ: Mapping[str, str]) -> Sett
                 raise SettingsError(f"{spec.env_name} must be one of {', '.join(spec.choices)}, not {raw!r}")
         else:
             continue
-        if spec.name in {"state_dir", "input_dir"}:
+        if spec.name in {"state_dir", "input_dir", "auth_tokens_file"}:
             value = Path(value).expanduser()
         elif spec.name == "allowed_dirs":
             value = [Path(item).expanduser() for item in value]
