@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
 import anyio
@@ -119,3 +119,20 @@ class LeaseLocks:
         """The owner holding `name` now, if any (this process's own id when it holds it)."""
         token = await self.backend.holder(name)
         return None if token is None else owner_of(token)
+
+
+class LeasedStore:
+    """A store's two locks (changes to a conversation; its turns), each a lease in the shared store: the
+    store sets `_locks` and `_turn_locks`."""
+
+    _locks: LeaseLocks
+    _turn_locks: LeaseLocks
+
+    def lock(self, conversation_id: str) -> AbstractAsyncContextManager[None]:
+        return self._locks.hold(conversation_id)
+
+    def turn_lock(self, conversation_id: str) -> AbstractAsyncContextManager[None]:
+        return self._turn_locks.hold(conversation_id)
+
+    async def turn_holder(self, conversation_id: str) -> str | None:
+        return await self._turn_locks.holder(conversation_id)

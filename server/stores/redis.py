@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import anyio
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from server.stores.blobs import blob_key
-from server.stores.leases import LeaseLocks
+from server.stores.leases import LeasedStore, LeaseLocks
 from server.stores.records import TypedRecords
 from server.stores.retention import Pruned, Retention
 from tools.models import Conversation, Turn
@@ -113,7 +112,7 @@ class RedisBlobs:
         return dict(scored(await self.redis.zrange(f"{self.prefix}blobs", 0, -1, withscores=True)))
 
 
-class RedisStore(TypedRecords):
+class RedisStore(TypedRecords, LeasedStore):
     def __init__(self, url: str, *, owner: str, lease_seconds: float, prefix: str = PREFIX) -> None:
         # A pool that waits for a free connection when all are busy (the default one fails with "Too many
         # connections"): 200 chats at once must queue for Redis, not fail.
@@ -196,16 +195,7 @@ class RedisStore(TypedRecords):
 
         return await prune(self, policy, dry_run=dry_run, now=time.time() if now is None else now)
 
-    # -- locks ----------------------------------------------------------------------------------------
-
-    def lock(self, conversation_id: str) -> AbstractAsyncContextManager[None]:
-        return self._locks.hold(conversation_id)
-
-    def turn_lock(self, conversation_id: str) -> AbstractAsyncContextManager[None]:
-        return self._turn_locks.hold(conversation_id)
-
-    async def turn_holder(self, conversation_id: str) -> str | None:
-        return await self._turn_locks.holder(conversation_id)
+    # -- closing (the locks are LeasedStore's) ----------------------------------------------------------
 
     async def close(self) -> None:
         await self.redis.aclose()

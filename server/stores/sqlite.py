@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractAsyncContextManager, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -22,7 +22,7 @@ import anyio
 
 from server.stores import sqlite_prune, sqlite_schema
 from server.stores.blobs import FileBlobs
-from server.stores.leases import LEASE_SECONDS, LeaseLocks
+from server.stores.leases import LEASE_SECONDS, LeasedStore, LeaseLocks
 from server.stores.records import TypedRecords
 from server.stores.retention import Pruned, Retention, choose
 from server.stores.sqlite_leases import SqliteLeases
@@ -36,7 +36,7 @@ INLINE_BYTES = 64 * 1024  # a write up to this size runs on the event loop
 WAIT_MS = 30_000  # how long a worker thread waits for another process's write lock
 
 
-class SqliteStore(TypedRecords):
+class SqliteStore(TypedRecords, LeasedStore):
     def __init__(self, path: Path, *, owner: str | None = None, lease_seconds: float = LEASE_SECONDS) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
@@ -195,16 +195,7 @@ class SqliteStore(TypedRecords):
 
         return await self.run(work, small=False)
 
-    # -- locks and closing ------------------------------------------------------------------------------
-
-    def lock(self, conversation_id: str) -> AbstractAsyncContextManager[None]:
-        return self._locks.hold(conversation_id)
-
-    def turn_lock(self, conversation_id: str) -> AbstractAsyncContextManager[None]:
-        return self._turn_locks.hold(conversation_id)
-
-    async def turn_holder(self, conversation_id: str) -> str | None:
-        return await self._turn_locks.holder(conversation_id)
+    # -- closing (the locks are LeasedStore's) -------------------------------------------------------------
 
     async def close(self) -> None:
         def close() -> None:
