@@ -42,7 +42,7 @@ class SqliteStore(TypedRecords, LeasedStore):
         self.path = path
         self.blobs = FileBlobs(path.parent / "blobs")
         self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=WAIT_MS / 1000)
-        self.db.execute("PRAGMA journal_mode=WAL")
+        sqlite_schema.use_wal(self.db)
         self.db.execute("PRAGMA synchronous=NORMAL")
         sqlite_schema.prepare(self.db, self.blobs)
         self.db.execute("PRAGMA busy_timeout = 0")  # the inline path never waits (see the module docstring)

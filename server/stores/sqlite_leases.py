@@ -19,6 +19,8 @@ from typing import TypeVar
 
 import anyio
 
+from server.stores.sqlite_schema import use_wal
+
 T = TypeVar("T")
 WAIT_S = 30.0
 SCHEMA = "CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, token TEXT NOT NULL, expires REAL NOT NULL)"
@@ -28,7 +30,7 @@ class SqliteLeases:
     def __init__(self, path: Path, space: str) -> None:
         self.space = space  # a prefix, so that two key spaces share the table without meeting
         self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=WAIT_S)
-        self.db.execute("PRAGMA journal_mode=WAL")
+        use_wal(self.db)
         self.db.execute("PRAGMA synchronous=OFF")
         self.db.execute(SCHEMA)
         self.db.execute("PRAGMA busy_timeout = 0")  # the inline path never waits (see `run`)

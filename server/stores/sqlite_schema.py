@@ -46,6 +46,20 @@ CREATE INDEX IF NOT EXISTS variants_blob ON variants (blob);
 OLD_TABLES = ("conversations", "images", "files", "variants")
 
 
+def use_wal(db: sqlite3.Connection, seconds: float = 30.0) -> None:
+    """Switch to WAL. Two processes opening a fresh database at once can get "database is locked" here at once,
+    without SQLite's busy handler being asked: try again for a while, as the busy timeout would."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def prepare(db: sqlite3.Connection, blobs: FileBlobs) -> None:
     """Bring the database to layout 2 (creating it, or moving layout 1 over)."""
     if db.execute("PRAGMA user_version").fetchone()[0] >= VERSION:
