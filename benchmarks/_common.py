@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from mcp import Client
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -85,6 +86,16 @@ def upstream_process(replies: int, latency: float, report: dict[str, Any]) -> It
         process.stdin.close()
         report.update(json.loads(process.stdout.readline() or "{}"))
         process.wait(10)
+
+
+async def call(client: Client, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """A tool call's structured result; a refusal stops the benchmark with its text."""
+    result = await client.call_tool(name, arguments)
+    if result.is_error or result.structured_content is None:
+        text = " ".join(getattr(block, "text", "") for block in result.content)
+        raise RuntimeError(f"{name} failed: {text}")
+    content: dict[str, Any] = result.structured_content
+    return content
 
 
 def say(text: str = "") -> None:

@@ -28,7 +28,7 @@ from typing import Any
 import anyio
 from mcp import Client
 
-from benchmarks._common import encode, load_line, median, p95, photo, say, table, upstream_process, write_json
+from benchmarks._common import call, encode, load_line, median, p95, photo, say, table, upstream_process, write_json
 from server.app import build_server
 from server.settings import Settings
 
@@ -46,15 +46,6 @@ def settings_for(folder: Path, base_url: str) -> Settings:
         max_retries=0,
         timeout=60.0,
     )
-
-
-async def call(client: Client, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    result = await client.call_tool(name, arguments)
-    if result.is_error or result.structured_content is None:
-        text = " ".join(getattr(block, "text", "") for block in result.content)
-        raise RuntimeError(f"{name} failed: {text}")
-    content: dict[str, Any] = result.structured_content
-    return content
 
 
 async def timed_call(client: Client, name: str, arguments: dict[str, Any]) -> float:

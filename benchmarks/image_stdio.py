@@ -19,7 +19,7 @@ from typing import Any
 
 from mcp import Client, StdioServerParameters
 
-from benchmarks._common import REPO, upstream_process
+from benchmarks._common import REPO, call, upstream_process
 
 
 def distinct(data: bytes, n: int) -> bytes:
@@ -43,15 +43,6 @@ def server_params(folder: Path, base_url: str, store: str) -> StdioServerParamet
     )
 
 
-async def _call(client: Client, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    result = await client.call_tool(name, arguments)
-    if result.is_error or result.structured_content is None:
-        text = " ".join(getattr(block, "text", "") for block in result.content)
-        raise RuntimeError(f"{name} failed: {text}")
-    content: dict[str, Any] = result.structured_content
-    return content
-
-
 class Session:
     """One stdio server; `run` times load_image + chat of a new copy of the photo in a new conversation."""
 
@@ -65,12 +56,12 @@ class Session:
         conversation = f"bench-{self.count}"
         path = self.folder / f"photo-{self.store}-{self.count}.jpg"
         path.write_bytes(distinct(self.data, self.count))
-        await _call(
+        await call(
             self.client, "set_options", {"conversation_id": conversation, "model": self.model, "detail": self.detail}
         )
         start = time.perf_counter()
-        await _call(self.client, "load_image", {"source": str(path), "conversation_id": conversation})
-        reply = await _call(self.client, "chat", {"prompt": "Describe it.", "conversation_id": conversation})
+        await call(self.client, "load_image", {"source": str(path), "conversation_id": conversation})
+        reply = await call(self.client, "chat", {"prompt": "Describe it.", "conversation_id": conversation})
         elapsed = time.perf_counter() - start
         assert reply["status"] == "completed", reply
         path.unlink()
