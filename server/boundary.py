@@ -86,7 +86,7 @@ class ImageChatServer(MCPServer[Deps]):
             return await self.checked_call(name, arguments, context)
         result: CallToolResult | InputRequiredResult | None = None
         try:
-            await self.principals.fair_use.admit(principal, name, arguments, self.principals.folders.get(principal))
+            await self.principals.admit(principal, name, arguments)
             result = await self.checked_call(name, arguments, context)
             return result
         finally:

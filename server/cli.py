@@ -214,7 +214,8 @@ def prune(args_list: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="imagechat-mcp prune",
         description="Remove what the retention settings (--keep-*) do not keep: old conversations, images and "
-        "files no kept conversation refers to, old prepared images. Says what it removed.",
+        "files no kept conversation refers to, old prepared images; in the server's store and in each "
+        "authenticated user's. Says what it removed.",
     )
     add_settings(parser, "server settings (the store, its state folder and the --keep-* limits)")
     parser.add_argument("--dry-run", action="store_true", help="Say what would be removed; remove nothing.")
@@ -224,14 +225,11 @@ def prune(args_list: list[str]) -> int:
     except settings_module.SettingsError as exc:
         parser.error(str(exc))
     setup_logging(settings)
-    from server.stores import open_store, retention_of
+    from server.stores import retention_of
+    from server.stores.prune_all import prune_all
 
-    async def job() -> str:
-        store = open_store(settings)
-        try:
-            return (await store.prune(retention_of(settings), dry_run=args.dry_run)).summary(args.dry_run)
-        finally:
-            await store.close()
+    async def job() -> str:  # the server's own store and every authenticated user's
+        return await prune_all(settings, retention_of(settings), dry_run=args.dry_run)
 
     sys.stdout.write(anyio.run(job) + "\n")
     return EXIT_OK

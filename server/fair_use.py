@@ -7,21 +7,20 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import sys
 import time
 from collections import deque
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
 
 MB = 1024 * 1024
 WINDOW_SECONDS = 60.0
-# Tools that store something new: refused while a principal is over its stored bytes.
+# Tools that store something new: refused while a principal is over its stored bytes (chat only when it starts a
+# turn: fetching one, or a dry run, stores nothing).
 STORING = frozenset({"load_image", "attach_file", "chat", "run_workflow"})
 
 audit_log = logging.getLogger("imagechat.audit")
@@ -42,48 +41,78 @@ def starts_turn(tool: str, arguments: Mapping[str, Any]) -> bool:
     return tool == "chat" and arguments.get("turn") is None and not arguments.get("dry_run")
 
 
-def folder_bytes(folder: Path) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(folder):
-        for name in files:
-            try:
-                total += os.stat(os.path.join(root, name)).st_size
-            except OSError:
-                continue  # removed meanwhile
-    return total
+def stores(tool: str, arguments: Mapping[str, Any]) -> bool:
+    return tool in STORING and (tool != "chat" or starts_turn(tool, arguments))
+
+
+class TurnWindow(Protocol):
+    """The chat turns one principal started in the last WINDOW_SECONDS."""
+
+    async def start(self, limit: int) -> float | None:
+        """Counts a new start unless `limit` started within the window: None when counted, else the seconds
+        until the oldest of them leaves the window."""
+        ...
+
+
+class LocalWindow:
+    """TurnWindow for one process (the SQLite and memory stores: one server process serves them)."""
+
+    def __init__(self) -> None:
+        self.starts: deque[float] = deque()
+
+    async def start(self, limit: int) -> float | None:
+        now = time.monotonic()
+        while self.starts and now - self.starts[0] >= WINDOW_SECONDS:
+            self.starts.popleft()
+        if len(self.starts) >= limit:
+            return WINDOW_SECONDS - (now - self.starts[0])
+        self.starts.append(now)
+        return None
+
+
+@dataclass
+class Allowance:
+    """What fair use counts for one principal: the turns it started (server.stores.redis_window shares the
+    count among replicas) and what its store holds (server.stores.usage)."""
+
+    window: TurnWindow
+    stored_bytes: Callable[[], Awaitable[int]]
 
 
 class FairUse:
-    def __init__(self, turns_per_minute: int, stored_mb: float) -> None:
+    def __init__(self, turns_per_minute: int, stored_mb: float, keep_conversations_days: float = 0.0) -> None:
         self.turns_per_minute = turns_per_minute
         self.stored_bytes = int(stored_mb * MB)
-        self._starts: dict[str, deque[float]] = {}
+        self.keep_days = keep_conversations_days
 
-    async def admit(self, principal: str, tool: str, arguments: Mapping[str, Any], folder: Path | None) -> None:
-        """Refuses the call when it would go over the principal's limits, saying when to try again."""
-        if self.turns_per_minute > 0 and starts_turn(tool, arguments):
-            self.count_turn(principal)
-        if self.stored_bytes > 0 and tool in STORING and folder is not None:
-            used = await anyio.to_thread.run_sync(folder_bytes, folder)
+    async def admit(self, allowance: Allowance, tool: str, arguments: Mapping[str, Any]) -> None:
+        """Refuses the call when it would go over the principal's limits, saying when or how it can go on."""
+        if self.stored_bytes > 0 and stores(tool, arguments):
+            used = await allowance.stored_bytes()
             if used >= self.stored_bytes:
+                raise ToolError(self.over_storage(used))
+        if self.turns_per_minute > 0 and starts_turn(tool, arguments):
+            wait = await allowance.window.start(self.turns_per_minute)
+            if wait is not None:
                 raise ToolError(
-                    f"Your conversations and images take {used / MB:.1f} MB, this server's limit per user "
-                    f"(IMAGECHAT_USER_STORED_MB = {self.stored_bytes / MB:g} MB): nothing new is stored until the "
-                    "server's retention removes some (ask its operator). Reading and previewing still work."
+                    f"You started {self.turns_per_minute} chat turns in the last minute, this server's limit per "
+                    f"user (IMAGECHAT_USER_TURNS_PER_MINUTE). Try again in {max(1, math.ceil(wait))} s. "
+                    "Nothing was sent."
                 )
 
-    def count_turn(self, principal: str) -> None:
-        now = time.monotonic()
-        starts = self._starts.setdefault(principal, deque())
-        while starts and now - starts[0] >= WINDOW_SECONDS:
-            starts.popleft()
-        if len(starts) >= self.turns_per_minute:
-            wait = math.ceil(WINDOW_SECONDS - (now - starts[0]))
-            raise ToolError(
-                f"You started {len(starts)} chat turns in the last minute, this server's limit per user "
-                f"(IMAGECHAT_USER_TURNS_PER_MINUTE). Try again in {wait} s. Nothing was sent."
+    def over_storage(self, used: int) -> str:
+        if self.keep_days > 0:
+            wait = (
+                f"the server removes conversations unchanged for {self.keep_days:g} days, with the images and files "
+                "only they use: wait for that, or ask its operator to remove some of yours"
             )
-        starts.append(now)
+        else:
+            wait = "the server keeps conversations until its operator removes them: ask them to remove some of yours"
+        return (
+            f"Your conversations, images and files take {used / MB:.1f} MB, this server's limit per user "
+            f"(IMAGECHAT_USER_STORED_MB = {self.stored_bytes / MB:g} MB), so nothing new is stored until some go "
+            f"({wait}; no tool deletes them). Reading and previewing still work."
+        )
 
 
 def audit(principal: str, tool: str, arguments: Mapping[str, Any], result: object, outcome: str) -> None:

@@ -131,14 +131,14 @@ SPECS: tuple[Spec, ...] = (
     Spec(
         "user_turns_per_minute",
         "With authentication: the most chat turns one user (token subject or static principal) may start in a "
-        "minute; more are refused with when to retry. 0: no limit.",
+        "minute (with the Redis store, in all replicas together); more are refused with when to retry. 0: no limit.",
         0,
         int,
     ),
     Spec(
         "user_stored_mb",
-        "With authentication and the SQLite store: the most one user's conversations, images and files may "
-        "take; beyond it nothing new is stored (reading still works). 0: no limit.",
+        "With authentication: the most one user's conversations, images and files may take (in any store); "
+        "beyond it nothing new is stored (reading still works). 0: no limit.",
         0.0,
         float,
     ),

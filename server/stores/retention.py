@@ -79,6 +79,12 @@ class Pruned:
         verb = "Would remove" if dry_run else "Removed"
         return f"{verb} {counts}: {self.freed_bytes / MB:.1f} MB."
 
+    def add(self, other: Pruned) -> None:
+        """Counts what another store's prune removed too (one summary for several stores)."""
+        for kind in ("conversations", "images", "files", "variants", "blobs"):
+            getattr(self, kind).extend(getattr(other, kind))
+        self.freed_bytes += other.freed_bytes
+
 
 class PrunableStore(Store, Protocol):
     """A store the server opens: the tools' Store, plus pruning for `imagechat-mcp prune`."""
@@ -86,6 +92,12 @@ class PrunableStore(Store, Protocol):
     async def prune(self, policy: Retention, *, dry_run: bool = False, now: float | None = None) -> Pruned:
         """Remove what `policy` does not keep (nothing in a dry run) and say what that is."""
         ...
+
+
+def held(stock: Inventory) -> int:
+    """The bytes a store holds: its conversations' records and turns, and its blobs (the bytes of its images,
+    files and prepared variants, each once). What IMAGECHAT_USER_STORED_MB limits (server.fair_use)."""
+    return sum(c.bytes for c in stock.conversations) + sum(b.bytes for b in stock.blobs)
 
 
 def choose(stock: Inventory, policy: Retention, now: float) -> Pruned:

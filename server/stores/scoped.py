@@ -12,18 +12,20 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
 from mcp.server.auth.provider import AccessToken
 
-from server.fair_use import FairUse, install_audit
+from server.fair_use import WINDOW_SECONDS, Allowance, FairUse, LocalWindow, install_audit
 from server.settings import Settings
-from server.stores import open_store
+from server.stores import open_store, usage
 from server.stores.retention import PrunableStore
 from tools.deps import Deps
 from tools.running import RunningTurns
+
+PRINCIPALS = "principals"  # the SQLite principals' folders, under the state folder
 
 
 def principal_of(token: AccessToken) -> str:
@@ -63,6 +65,49 @@ class PrincipalTurns(RunningTurns):
         return self.shared.holds(self.space + conversation_id, number)
 
 
+def principal_store(settings: Settings, space: str, owner: str) -> PrunableStore:
+    """The store of the principal whose state is named `space` (space_of): the server's kind of store, apart.
+    `imagechat-mcp prune` opens them the same way (server.stores.prune_all)."""
+    if settings.store == "sqlite":
+        return open_store(dataclasses.replace(settings, state_dir=principal_folder(settings, space)), owner)
+    if settings.store == "redis":
+        from server.stores.redis import RedisStore
+
+        return RedisStore(
+            settings.redis_url, owner=owner, lease_seconds=settings.lease_seconds, prefix=principal_prefix(space)
+        )
+    return open_store(settings, owner)
+
+
+def principal_folder(settings: Settings, space: str) -> Path:
+    return settings.resolved_state_dir() / PRINCIPALS / space
+
+
+def principal_prefix(space: str) -> str:
+    from server.stores.redis import PREFIX
+
+    return f"{PREFIX}p:{space}:"
+
+
+def allowance_for(settings: Settings, store: PrunableStore, space: str) -> Allowance:
+    """What fair use counts for the principal with this store: turns in this process, or in Redis for every
+    replica; stored bytes as server.stores.usage measures each kind of store."""
+    if settings.store == "redis":
+        from server.stores.redis import RedisStore
+        from server.stores.redis_window import RedisWindow
+
+        assert isinstance(store, RedisStore)
+        shared = RedisWindow(store.redis, store.prefix + "fair:turns", WINDOW_SECONDS)
+        return Allowance(shared, lambda: usage.redis_bytes(store))
+    if settings.store == "sqlite":
+        folder = principal_folder(settings, space)
+        return Allowance(LocalWindow(), lambda: usage.sqlite_bytes(folder))
+    from server.stores.memory import MemoryStore
+
+    assert isinstance(store, MemoryStore)
+    return Allowance(LocalWindow(), lambda: usage.memory_bytes(store))
+
+
 class Principals:
     """The Deps each principal sees, made on first use and kept (with their stores) until the server stops."""
 
@@ -70,36 +115,31 @@ class Principals:
         self.settings = settings
         self._deps: dict[str, Deps] = {}
         self._stores: list[PrunableStore] = []
-        self.folders: dict[str, Path] = {}  # each principal's SQLite folder (what its stored bytes are)
-        self.fair_use = FairUse(settings.user_turns_per_minute, settings.user_stored_mb)
+        self.allowances: dict[str, Allowance] = {}
+        self.fair_use = FairUse(
+            settings.user_turns_per_minute, settings.user_stored_mb, settings.keep_conversations_days
+        )
         install_audit()
-
-    def store_for(self, principal: str, space: str, owner: str) -> PrunableStore:
-        settings = self.settings
-        if settings.store == "sqlite":
-            self.folders[principal] = settings.resolved_state_dir() / "principals" / space
-            settings = dataclasses.replace(settings, state_dir=self.folders[principal])
-        elif settings.store == "redis":
-            from server.stores.redis import PREFIX, RedisStore
-
-            return RedisStore(
-                settings.redis_url, owner=owner, lease_seconds=settings.lease_seconds, prefix=f"{PREFIX}p:{space}:"
-            )
-        return open_store(settings, owner)
 
     def deps_for(self, local: Deps, principal: str) -> Deps:
         found = self._deps.get(principal)
         if found is None:
             space = space_of(principal)
             found = copy.copy(local)  # the same upstream, reader, limits and image budget
-            found.store = self.store_for(principal, space, local.turns.owner)
+            found.store = principal_store(self.settings, space, local.turns.owner)
             found.turns = PrincipalTurns(local.turns, space + ":")
+            self.allowances[principal] = allowance_for(self.settings, found.store, space)
             self._stores.append(found.store)
             self._deps[principal] = found
         return found
+
+    async def admit(self, principal: str, tool: str, arguments: Mapping[str, Any]) -> None:
+        """Refuses the call when it would take the principal over its fair use (deps_for made its allowance)."""
+        await self.fair_use.admit(self.allowances[principal], tool, arguments)
 
     async def close(self) -> None:
         for store in self._stores:
             await store.close()
         self._stores.clear()
         self._deps.clear()
+        self.allowances.clear()

