@@ -95,9 +95,10 @@ class PrunableStore(Store, Protocol):
 
 
 def held(stock: Inventory) -> int:
-    """The bytes a store holds: its conversations' records and turns, and its blobs (the bytes of its images,
-    files and prepared variants, each once). What IMAGECHAT_USER_STORED_MB limits (server.fair_use)."""
-    return sum(c.bytes for c in stock.conversations) + sum(b.bytes for b in stock.blobs)
+    """The bytes a store holds for its user: its conversations' records and turns, its images and files. Not the
+    prepared variants: they are the server's cache, made again when needed and bounded by keep_variants_*.
+    What IMAGECHAT_USER_STORED_MB limits (server.fair_use, measured as server.stores.usage does)."""
+    return sum(entry.bytes for entry in (*stock.conversations, *stock.images, *stock.files))
 
 
 def choose(stock: Inventory, policy: Retention, now: float) -> Pruned:

@@ -89,7 +89,7 @@ def principal_prefix(space: str) -> str:
     return f"{PREFIX}p:{space}:"
 
 
-def allowance_for(settings: Settings, store: PrunableStore, space: str) -> Allowance:
+def allowance_for(settings: Settings, store: PrunableStore) -> Allowance:
     """What fair use counts for the principal with this store: turns in this process, or in Redis for every
     replica; stored bytes as server.stores.usage measures each kind of store."""
     if settings.store == "redis":
@@ -100,8 +100,10 @@ def allowance_for(settings: Settings, store: PrunableStore, space: str) -> Allow
         shared = RedisWindow(store.redis, store.prefix + "fair:turns", WINDOW_SECONDS)
         return Allowance(shared, lambda: usage.redis_bytes(store))
     if settings.store == "sqlite":
-        folder = principal_folder(settings, space)
-        return Allowance(LocalWindow(), lambda: usage.sqlite_bytes(folder))
+        from server.stores.sqlite import SqliteStore
+
+        assert isinstance(store, SqliteStore)
+        return Allowance(LocalWindow(), lambda: usage.sqlite_bytes(store))
     from server.stores.memory import MemoryStore
 
     assert isinstance(store, MemoryStore)
@@ -128,7 +130,7 @@ class Principals:
             found = copy.copy(local)  # the same upstream, reader, limits and image budget
             found.store = principal_store(self.settings, space, local.turns.owner)
             found.turns = PrincipalTurns(local.turns, space + ":")
-            self.allowances[principal] = allowance_for(self.settings, found.store, space)
+            self.allowances[principal] = allowance_for(self.settings, found.store)
             self._stores.append(found.store)
             self._deps[principal] = found
         return found

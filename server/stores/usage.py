@@ -1,38 +1,31 @@
 """How many bytes one principal's store holds, for IMAGECHAT_USER_STORED_MB (server.fair_use), whatever the store.
 
-The rule is `retention.held`: a store's conversations (records and turns) and its blobs (images, files, prepared
-variants), each blob once, as `imagechat-mcp prune` counts them. The SQLite store is measured on disk instead (its
-folder: the database with its journal, and the blob files), which is what it really takes there.
+The rule is `retention.held`: a store's conversations (records and turns), images and files, as `imagechat-mcp
+prune` counts them. Not the bytes on disk: a SQLite database's journal and free pages would count against a user
+for nothing they did, and differ from store to store. Each function here measures that rule more cheaply than a
+prune's inventory (it runs before every call that stores something).
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import anyio
 
 from server.stores.retention import held
 
 if TYPE_CHECKING:
     from server.stores.memory import MemoryStore
     from server.stores.redis import RedisStore
+    from server.stores.sqlite import SqliteStore
+
+HELD = """
+SELECT coalesce((SELECT sum(length(CAST(head AS BLOB))) FROM conversations), 0)
+       + coalesce((SELECT sum(length(CAST(doc AS BLOB))) FROM turns), 0)
+       + coalesce((SELECT sum(bytes) FROM images), 0) + coalesce((SELECT sum(bytes) FROM files), 0)
+"""
 
 
-def folder_bytes(folder: Path) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(folder):
-        for name in files:
-            try:
-                total += os.stat(os.path.join(root, name)).st_size
-            except OSError:
-                continue  # removed meanwhile
-    return total
-
-
-async def sqlite_bytes(folder: Path) -> int:
-    return await anyio.to_thread.run_sync(folder_bytes, folder)
+async def sqlite_bytes(store: SqliteStore) -> int:
+    return await store.run(lambda db: int(db.execute(HELD).fetchone()[0]), small=False)
 
 
 async def memory_bytes(store: MemoryStore) -> int:
@@ -40,16 +33,19 @@ async def memory_bytes(store: MemoryStore) -> int:
 
 
 async def redis_bytes(store: RedisStore) -> int:
-    """`held` in three round trips (the index sets, then one pipeline of lengths), not one per record as a
-    prune's inventory reads them: this runs before every call that stores something."""
-    conversations = await store.redis.zrange(f"{store.prefix}conversations", 0, -1)
-    blobs = await store.redis.zrange(f"{store.prefix}blobs", 0, -1)
-    async with store.redis.pipeline(transaction=False) as pipe:
+    """A few round trips: the index sets, then one pipeline of lengths."""
+    from server.stores.redis import text
+
+    redis = store.redis
+    conversations = [text(item) for item in await redis.zrange(f"{store.prefix}conversations", 0, -1)]
+    records = [
+        (kind, text(item)) for kind in ("image", "file") for item in await redis.zrange(f"{store.prefix}{kind}s", 0, -1)
+    ]
+    async with redis.pipeline(transaction=False) as pipe:
         for conversation in conversations:
-            name = conversation.decode() if isinstance(conversation, bytes) else str(conversation)
-            pipe.strlen(store.key("conv", name))
-            pipe.hvals(store.key("turns", name))
-        for key in blobs:
-            pipe.strlen(f"{store.prefix}blob:{key.decode() if isinstance(key, bytes) else key}")
+            pipe.strlen(store.key("conv", conversation))
+            pipe.hvals(store.key("turns", conversation))
+        for kind, item in records:
+            pipe.hget(store.key(kind, item), "bytes")
         found: list[Any] = await pipe.execute()
-    return sum(sum(len(doc) for doc in item) if isinstance(item, list) else int(item) for item in found)
+    return sum(sum(len(doc) for doc in item) if isinstance(item, list) else int(item or 0) for item in found)
