@@ -8,8 +8,8 @@
 - Tool results, errors and text resources never carry the API key (server.logsafe).
 - Image resources carry each image's own mime type (a template has only one).
 - Over authenticated HTTP each request sees its principal's own state (server.stores.scoped).
-- prompts/get with an unknown prompt or a missing argument is an invalid-params error (-32602) that says what
-  is known or missing, in both protocol eras, as resources/read is.
+- prompts/get with an unknown prompt or a missing argument, and tools/call with an unknown tool, are
+  invalid-params errors (-32602) that say what is known or missing, in both protocol eras, as resources/read is.
 """
 
 from __future__ import annotations
@@ -109,11 +109,16 @@ class ImageChatServer(MCPServer[Deps]):
             self.schemas = {tool.name: tool.input_schema for tool in listed}
             self.app_only = frozenset(tool.name for tool in listed if app_only(tool))
         schemas = self.schemas
-        if name in schemas:
-            seen = {other: schema for other, schema in schemas.items() if other == name or other not in self.app_only}
-            refusal = checks.unknown_arguments(name, arguments, seen)
-            if refusal:
-                raise ToolError(f"Error executing tool {name}: {refusal}")
+        if name not in schemas:
+            # A protocol error (JSON-RPC invalid params), as the spec has it, not a tool's failure: nothing ran.
+            # (The SDK would answer with a tool result flagged isError.)
+            raise MCPError(
+                code=INVALID_PARAMS, message=unknown_tool(name, [n for n in schemas if n not in self.app_only])
+            )
+        seen = {other: schema for other, schema in schemas.items() if other == name or other not in self.app_only}
+        refusal = checks.unknown_arguments(name, arguments, seen)
+        if refusal:
+            raise ToolError(f"Error executing tool {name}: {refusal}")
         try:
             result = await super().call_tool(name, arguments, context)
         except UnexpectedToolError as exc:
@@ -216,6 +221,12 @@ def reworded(exc: ToolError, tool: str, schema: Mapping[str, Any] | None, argume
     if said is None:
         return exc
     return type(exc)(f"Error executing tool {tool}: {said}")
+
+
+def unknown_tool(name: str, known: list[str]) -> str:
+    close = checks.closest(name, known)
+    mean = f"did you mean {close!r}? " if close else ""
+    return f"unknown tool {name!r}; {mean}the tools are: {', '.join(known)}."
 
 
 def prompt_problem(name: str, arguments: Mapping[str, Any], known: Mapping[str, Prompt]) -> str | None:
