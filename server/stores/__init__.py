@@ -6,6 +6,8 @@ from server.settings import Settings
 from server.stores.retention import PrunableStore, Retention
 from tools.running import new_owner
 
+DATABASE = "imagechat.sqlite3"  # the SQLite store's file in its state folder
+
 
 def open_store(settings: Settings, owner: str | None = None) -> PrunableStore:
     """The configured store; `owner` names this process in the leases it holds (tools/running.py)."""
@@ -19,7 +21,7 @@ def open_store(settings: Settings, owner: str | None = None) -> PrunableStore:
         return MemoryStore(owner or new_owner())
     from server.stores.sqlite import SqliteStore
 
-    path = settings.resolved_state_dir() / "imagechat.sqlite3"
+    path = settings.resolved_state_dir() / DATABASE
     return SqliteStore(path, owner=owner, lease_seconds=settings.lease_seconds)
 
 

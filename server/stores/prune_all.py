@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from server.settings import Settings
-from server.stores import open_store
+from server.stores import DATABASE, open_store
 from server.stores.retention import PrunableStore, Retention
 from server.stores.scoped import PRINCIPALS, principal_store
 from tools.running import new_owner
@@ -25,9 +25,7 @@ def sqlite_spaces(state_dir: Path) -> list[str]:
     if not folder.is_dir():
         return []
     return sorted(
-        entry.name
-        for entry in folder.iterdir()
-        if SPACE.fullmatch(entry.name) and (entry / "imagechat.sqlite3").is_file()
+        entry.name for entry in folder.iterdir() if SPACE.fullmatch(entry.name) and (entry / DATABASE).is_file()
     )
 
 

@@ -10,7 +10,6 @@ Chosen at the boundary per request (server.boundary), so the tools never know ab
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
@@ -20,7 +19,7 @@ from mcp.server.auth.provider import AccessToken
 
 from server.fair_use import WINDOW_SECONDS, Allowance, FairUse, LocalWindow, install_audit
 from server.settings import Settings
-from server.stores import open_store, usage
+from server.stores import DATABASE, usage
 from server.stores.retention import PrunableStore
 from tools.deps import Deps
 from tools.running import RunningTurns
@@ -68,15 +67,32 @@ class PrincipalTurns(RunningTurns):
 def principal_store(settings: Settings, space: str, owner: str) -> PrunableStore:
     """The store of the principal whose state is named `space` (space_of): the server's kind of store, apart.
     `imagechat-mcp prune` opens them the same way (server.stores.prune_all)."""
+    return principal_state(settings, space, owner)[0]
+
+
+def principal_state(settings: Settings, space: str, owner: str) -> tuple[PrunableStore, Allowance]:
+    """The principal's store, and what fair use counts for it: turns in this process, or in Redis for every
+    replica; stored bytes as server.stores.usage measures that kind of store."""
     if settings.store == "sqlite":
-        return open_store(dataclasses.replace(settings, state_dir=principal_folder(settings, space)), owner)
+        from server.stores.sqlite import SqliteStore
+
+        database = SqliteStore(
+            principal_folder(settings, space) / DATABASE, owner=owner, lease_seconds=settings.lease_seconds
+        )
+        return database, Allowance(LocalWindow(), lambda: usage.sqlite_bytes(database))
     if settings.store == "redis":
         from server.stores.redis import RedisStore
+        from server.stores.redis_window import RedisWindow
 
-        return RedisStore(
+        shared = RedisStore(
             settings.redis_url, owner=owner, lease_seconds=settings.lease_seconds, prefix=principal_prefix(space)
         )
-    return open_store(settings, owner)
+        window = RedisWindow(shared.redis, shared.prefix + "fair:turns", WINDOW_SECONDS)
+        return shared, Allowance(window, lambda: usage.redis_bytes(shared))
+    from server.stores.memory import MemoryStore
+
+    memory = MemoryStore(owner)
+    return memory, Allowance(LocalWindow(), lambda: usage.memory_bytes(memory))
 
 
 def principal_folder(settings: Settings, space: str) -> Path:
@@ -87,27 +103,6 @@ def principal_prefix(space: str) -> str:
     from server.stores.redis import PREFIX
 
     return f"{PREFIX}p:{space}:"
-
-
-def allowance_for(settings: Settings, store: PrunableStore) -> Allowance:
-    """What fair use counts for the principal with this store: turns in this process, or in Redis for every
-    replica; stored bytes as server.stores.usage measures each kind of store."""
-    if settings.store == "redis":
-        from server.stores.redis import RedisStore
-        from server.stores.redis_window import RedisWindow
-
-        assert isinstance(store, RedisStore)
-        shared = RedisWindow(store.redis, store.prefix + "fair:turns", WINDOW_SECONDS)
-        return Allowance(shared, lambda: usage.redis_bytes(store))
-    if settings.store == "sqlite":
-        from server.stores.sqlite import SqliteStore
-
-        assert isinstance(store, SqliteStore)
-        return Allowance(LocalWindow(), lambda: usage.sqlite_bytes(store))
-    from server.stores.memory import MemoryStore
-
-    assert isinstance(store, MemoryStore)
-    return Allowance(LocalWindow(), lambda: usage.memory_bytes(store))
 
 
 class Principals:
@@ -128,9 +123,8 @@ class Principals:
         if found is None:
             space = space_of(principal)
             found = copy.copy(local)  # the same upstream, reader, limits and image budget
-            found.store = principal_store(self.settings, space, local.turns.owner)
+            found.store, self.allowances[principal] = principal_state(self.settings, space, local.turns.owner)
             found.turns = PrincipalTurns(local.turns, space + ":")
-            self.allowances[principal] = allowance_for(self.settings, found.store)
             self._stores.append(found.store)
             self._deps[principal] = found
         return found
