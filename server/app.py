@@ -79,6 +79,7 @@ async def opened(settings: Settings, *, reader: SourceReader | None = None) -> A
     deps = make_deps(settings, reader=reader)
     try:
         async with deps.turns.running():
+            deps.turns.spawn(deps.store.keep_leases)  # one renewer for every lock this process holds
             yield deps
     finally:
         await deps.upstream.close()

@@ -12,7 +12,6 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.auth import EitherVerifier, JwtVerifier, StaticTokens
 from server.settings import Settings, SettingsError
 
 AUTH_SETTINGS = (
@@ -105,6 +104,9 @@ def auth_options(settings: Settings) -> dict[str, Any]:
             "IMAGECHAT_AUTH_ISSUER needs IMAGECHAT_AUTH_AUDIENCE, this server's URL as its tokens name it "
             "(e.g. https://images.example.com/mcp)."
         )
+    # Imported here: PyJWT and cryptography cost a stdio server's start-up 30 ms for nothing.
+    from server.auth import EitherVerifier, JwtVerifier, StaticTokens
+
     resource = resource_url(settings)
     scopes = list(settings.auth_scopes or [])
     static = (

@@ -153,9 +153,10 @@ async def test_prune_removes_old_conversations_and_keeps_what_kept_ones_use(
     assert await store.get_image("img_kept") is not None and await store.get_image_record("img_old") is None
 
 
+@pytest.mark.parametrize("renewer", ["per lease", "shared"])
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])
 async def test_a_lease_nobody_renews_runs_out_and_a_renewed_one_does_not(
-    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+    kind: str, renewer: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     backends: list[LeaseBackend]
     if kind == "sqlite":
@@ -169,12 +170,19 @@ async def test_a_lease_nobody_renews_runs_out_and_a_renewed_one_does_not(
     dead, alive = LeaseLocks(backends[0], "dead", 0.6), LeaseLocks(backends[1], "alive", 0.6)
     # A holder that died: it took the lease and will never renew or drop it.
     assert await dead.backend.take("c", "dead/1", 0.6)
-    started = time.monotonic()
-    async with alive.hold("c"):
-        waited = time.monotonic() - started
-        assert await alive.holder("c") == "alive"
-        await anyio.sleep(1.5)  # over twice the lease: renewed meanwhile
-        assert await dead.holder("c") == "alive"
-        assert not await dead.backend.take("c", "dead/2", 0.6)
+    async with anyio.create_task_group() as group:
+        if renewer == "shared":  # a server's one renewer for all its leases (its lifespan runs it)
+            group.start_soon(alive.renew_held)
+            await anyio.sleep(0)
+            assert alive.renewer_running
+        started = time.monotonic()
+        async with alive.hold("c"):
+            waited = time.monotonic() - started
+            assert await alive.holder("c") == "alive"
+            await anyio.sleep(1.5)  # over twice the lease: renewed meanwhile
+            assert await dead.holder("c") == "alive"
+            assert not await dead.backend.take("c", "dead/2", 0.6)
+        group.cancel_scope.cancel()
     assert 0.3 < waited < 3
     assert await dead.holder("c") is None
+    assert alive.held == {}

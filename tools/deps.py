@@ -91,7 +91,12 @@ class Deps:
 
 
 def content_id(prefix: str, data: bytes) -> str:
-    return f"{prefix}_{hashlib.sha256(data).hexdigest()[:24]}"
+    return id_of_digest(prefix, hashlib.sha256(data).hexdigest())
+
+
+def id_of_digest(prefix: str, digest: str) -> str:
+    """The content id of bytes whose sha256 (hex) is `digest`: the blob key, shortened, with a prefix."""
+    return f"{prefix}_{digest[:24]}"
 
 
 # Hashing this much takes longer than a hand-off to a worker thread (sha256 runs at 0.3 to 2 GB/s).
@@ -100,9 +105,14 @@ HASH_INLINE_BYTES = 64 * 1024
 
 async def content_id_of(prefix: str, data: bytes) -> str:
     """`content_id`, off the event loop for large data (hashlib releases the GIL, so it runs in parallel)."""
+    return id_of_digest(prefix, await digest_of(data))
+
+
+async def digest_of(data: bytes) -> str:
+    """The sha256 of `data` in hex (its blob key), off the event loop for large data."""
     if len(data) <= HASH_INLINE_BYTES:
-        return content_id(prefix, data)
-    return await anyio.to_thread.run_sync(content_id, prefix, data)
+        return hashlib.sha256(data).hexdigest()
+    return await anyio.to_thread.run_sync(lambda: hashlib.sha256(data).hexdigest())
 
 
 def check_conversation_id(conversation_id: str) -> None:

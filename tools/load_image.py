@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Annotated, Literal
 
+import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
 from tools import image_sizing
 from tools.attach_file import DOCUMENT_TYPES
-from tools.deps import ConversationId, Deps, Limits, check_conversation_id, content_id, content_id_of
+from tools.deps import ConversationId, Deps, Limits, check_conversation_id, content_id, digest_of, id_of_digest
 from tools.image_sizing import Target, variant_key
 from tools.models import IMAGE_SCHEME, ImageRecord, Options
 from tools.pending import check_room
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     from tools import image_decode
     from tools.imaging import Prepared
 
+log = logging.getLogger(__name__)
 Frames = Literal["first", "all"]
 
 # The step's arguments; the MCP tool's parameters are these (server/mcp_tools.py).
@@ -69,11 +72,12 @@ class Loaded:
     record: ImageRecord
     blob: bytes | None  # None: the bytes are stored already
     variant: Prepared | None = None  # prepared for the conversation's model and detail while it was checked
+    key: str | None = None  # the blob's sha256 when it was computed already (the original's)
 
 
 @dataclass(frozen=True)
 class _Checked:
-    image_id: str
+    image_id: str | None  # None: the source's own bytes, whose id is known once they are hashed
     info: image_decode.ImageInfo
     blob: bytes
     variant: Prepared | None
@@ -97,7 +101,7 @@ def sizing_for(options: Options | None) -> Sizing:
     return size
 
 
-def _decode(data: bytes, image_id: str, frames: Frames, limits: Limits, sizing: Sizing) -> list[_Checked]:
+def _decode(data: bytes, frames: Frames, limits: Limits, sizing: Sizing) -> list[_Checked]:
     from tools import image_decode, imaging  # Pillow is imported on first use, not at start-up
 
     info = image_decode.inspect_image(data, max_pixels=limits.max_pixels, max_frames=limits.max_frames)
@@ -105,10 +109,10 @@ def _decode(data: bytes, image_id: str, frames: Frames, limits: Limits, sizing: 
         target = sizing(info.width, info.height)
         if target is None:
             image_decode.decode_check(data, max_pixels=limits.max_pixels)
-            return [_Checked(image_id, info, data, None)]
+            return [_Checked(None, info, data, None)]
         # One decode is both the check (every byte is entropy-decoded, so a truncated file fails here) and the
         # preparation for the model: chat finds the variant and never decodes the original.
-        return [_Checked(image_id, info, data, imaging.prepare(data, target=target, max_pixels=limits.max_pixels))]
+        return [_Checked(None, info, data, imaging.prepare(data, target=target, max_pixels=limits.max_pixels))]
     out = []
     for blob in imaging.load_frames(data, mode=frames, max_frames=limits.max_frames, max_pixels=limits.max_pixels):
         still = image_decode.inspect_image(blob, max_pixels=limits.max_pixels, max_frames=1)
@@ -163,8 +167,49 @@ async def read_images(deps: Deps, source: str, frames: Frames) -> list[tuple[Ima
     return [(item.record, item.blob) for item in await read_loaded(deps, source, frames, sizing_for(None))]
 
 
-async def read_loaded(deps: Deps, source: str, frames: Frames, sizing: Sizing) -> list[Loaded]:
-    """One source as images to store, each checked and prepared at `sizing` in one decode."""
+async def checked_beside_hash(
+    deps: Deps, data: bytes, work: Callable[[], list[_Checked]], staged: list[str] | None
+) -> tuple[str, list[_Checked] | None]:
+    """The bytes' key (sha256), and `work` (their one decode) run beside the hash: the decode starts at once on
+    a second core, and stops at its next read if the hash names an image stored before (then None). With
+    `staged`, a new image's original is written out while it decodes (Blobs.stage), so the write and its wait
+    for the disk cost no time either; its key is added to `staged`, for load_image to drop if it is not stored."""
+    decoded: list[list[_Checked]] = []
+    refused: list[Exception] = []
+
+    async def decode() -> None:
+        try:
+            decoded.append(await deps.image_work(data, work))
+        except Exception as exc:  # raised below, after the write beside it is done
+            refused.append(exc)
+
+    async def stage(key: str) -> None:
+        try:
+            await deps.store.blobs.stage(data, key)
+        except OSError as exc:  # the put writes it again, and reports a failure then
+            log.warning("could not write an image ahead of its check: %s", exc)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(decode)
+        key = await digest_of(data)
+        known = await deps.store.get_image_record(id_of_digest("img", key)) is not None
+        if known:
+            group.cancel_scope.cancel()
+        elif staged is not None:
+            staged.append(key)
+            group.start_soon(stage, key)
+    if known:
+        return key, None  # checked when it was stored: what this decode made of it no longer matters
+    if refused:
+        raise refused[0]
+    return key, decoded[0]
+
+
+async def read_loaded(
+    deps: Deps, source: str, frames: Frames, sizing: Sizing, staged: list[str] | None = None
+) -> list[Loaded]:
+    """One source as images to store, each checked and prepared at `sizing` in one decode. With `staged`, the
+    original is written out during the decode, and its key added there (see checked_beside_hash)."""
     if source.startswith(IMAGE_SCHEME):
         image_id = source[len(IMAGE_SCHEME) :]
         record = await deps.store.get_image_record(image_id)
@@ -181,25 +226,25 @@ async def read_loaded(deps: Deps, source: str, frames: Frames, sizing: Sizing) -
             f"{source_label(source)} is a {document} document, not an image: attach it with attach_file (this "
             "source as it is), then chat sends it with the images."
         )
-    image_id = await content_id_of("img", read.data)  # off the event loop for large data, like the decode
-    known = await deps.store.get_image_record(image_id)
-    if known is not None:
-        # The same bytes again, perhaps under another name: the conversation keeps the name it was loaded under.
-        known = known.model_copy(update={"name": clean_text(read.name) or "unnamed"})
-        return [await _known(deps, known, read.data, sizing)]
     from tools import image_decode
 
+    work = functools.partial(_decode, read.data, frames, deps.limits, sizing)
+    name = clean_text(read.name) or "unnamed"  # shown back in previews: no hidden characters
     try:
-        checked = await deps.image_work(
-            read.data, functools.partial(_decode, read.data, image_id, frames, deps.limits, sizing)
-        )
+        key, checked = await checked_beside_hash(deps, read.data, work, staged)
+        image_id = id_of_digest("img", key)
+        if checked is None:
+            # The same bytes again, perhaps under another name: the conversation keeps the name it was loaded under.
+            known = await deps.store.get_image_record(image_id)
+            if known is not None:
+                return [await _known(deps, known.model_copy(update={"name": name}), read.data, sizing)]
+            checked = await deps.image_work(read.data, work)  # removed since the look (a prune): check it anew
     except image_decode.ImageRejected as exc:
         raise ToolError(f"Could not load {source_label(source)}: {exc}") from None
-    name = clean_text(read.name) or "unnamed"  # shown back in previews: no hidden characters
     return [
         Loaded(
             ImageRecord(
-                image_id=item.image_id,
+                image_id=item.image_id or image_id,
                 width=item.info.width,
                 height=item.info.height,
                 format=item.info.format,
@@ -210,6 +255,7 @@ async def read_loaded(deps: Deps, source: str, frames: Frames, sizing: Sizing) -
             ),
             item.blob,
             item.variant,
+            key if item.image_id is None else None,  # a frame of an animation is other bytes
         )
         for item in checked
     ]
@@ -219,7 +265,7 @@ async def store_loaded(deps: Deps, loaded: list[Loaded]) -> None:
     """The originals, then the variants prepared from them (so a variant never outlives a missing original)."""
     for item in loaded:
         if item.blob is not None:
-            await deps.store.put_image(item.record, item.blob)
+            await deps.store.put_image(item.record, item.blob, key=item.key)
         if item.variant is not None:
             variant = item.variant
             await deps.store.put_variant(
@@ -243,13 +289,19 @@ async def load_image(
     # Read every source before storing anything, so one bad source leaves the conversation as it was.
     loaded: list[Loaded] = []
     notes: list[str] = []
-    for item in sources:
-        found = await read_loaded(deps, item.strip(), frames, sizing)
-        loaded.extend(found)
-        note = frames_note(item.strip(), frames, found[0].record.frames, deps.limits.max_frames)
-        if note and not item.strip().startswith(IMAGE_SCHEME):
-            notes.append(note)
-    await store_loaded(deps, loaded)
+    staged: list[str] = []  # originals written out during their check: whatever is not stored is dropped
+    try:
+        for item in sources:
+            found = await read_loaded(deps, item.strip(), frames, sizing, staged)
+            loaded.extend(found)
+            note = frames_note(item.strip(), frames, found[0].record.frames, deps.limits.max_frames)
+            if note and not item.strip().startswith(IMAGE_SCHEME):
+                notes.append(note)
+        await store_loaded(deps, loaded)
+    finally:
+        with anyio.CancelScope(shield=True):
+            for key in staged:
+                await deps.store.blobs.unstage(key)
     records = [item.record for item in loaded]
     async with deps.store.lock(conversation_id):
         conversation = await deps.conversation(conversation_id, with_turns=False)

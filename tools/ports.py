@@ -20,8 +20,22 @@ class Blobs(Protocol):
     A put is all or nothing: a reader never sees part of a blob, even when the writer is killed. A blob is put
     before any record names it; one that no record names any more is deleted when the store prunes."""
 
-    async def put(self, data: bytes) -> str:
-        """Store `data` (if not already there) and return its key."""
+    async def put(self, data: bytes, *, key: str | None = None, durable: bool = True) -> str:
+        """Store `data` (if not already there) and return its key.
+
+        `key`: the sha256 of these very bytes, when the caller has just computed it (an 8 MB photo is hashed
+        once, not twice). `durable=False`: a cache that can be made again (a prepared variant): it may be written
+        without waiting for the disk, so a power cut can lose it; a reader then finds it missing, never partial."""
+        ...
+
+    async def stage(self, data: bytes, key: str) -> None:
+        """Do the slow part of a later `put(data, key=key)` now (write the bytes out, wait for the disk) without
+        anything naming them yet, so it can run while the bytes are checked; `unstage(key)` drops it if they are
+        refused. A store with nothing slow to do beforehand does nothing."""
+        ...
+
+    async def unstage(self, key: str) -> None:
+        """Drop what `stage` wrote for `key` and no put has used (nothing when there is none)."""
         ...
 
     async def get(self, key: str) -> bytes | None: ...
@@ -55,7 +69,10 @@ class Store(Protocol):
         ...
 
     async def list_conversations(self) -> list[str]: ...
-    async def put_image(self, record: ImageRecord, data: bytes) -> None: ...
+    async def put_image(self, record: ImageRecord, data: bytes, *, key: str | None = None) -> None:
+        """`key`: the sha256 of `data`, when the caller has it (see Blobs.put)."""
+        ...
+
     async def get_image(self, image_id: str) -> tuple[ImageRecord, bytes] | None: ...
     async def get_image_record(self, image_id: str) -> ImageRecord | None: ...
     async def put_file(self, record: FileRecord, data: bytes) -> None: ...
@@ -74,6 +91,11 @@ class Store(Protocol):
     async def turn_holder(self, conversation_id: str) -> str | None:
         """The owner (a process id, tools/running.py) whose live lease holds the conversation's turn lock, if any:
         a turn recorded as running while nobody holds the lock was cut off (its process stopped or died)."""
+        ...
+
+    async def keep_leases(self) -> None:
+        """Run for the process's life (its lifespan's task group): renew the cross-process locks it holds. A store
+        whose locks live in the process returns at once."""
         ...
 
     async def put_batch_record(self, run_id: str, item: str, record: str) -> None:

@@ -3,7 +3,8 @@
 Folder layout (`FileBlobs`): `<root>/ab/abcdef...` holds the blob whose sha256 is `abcdef...` (the first two
 hex digits fan the files out over 256 folders), and `<root>/tmp/` holds writes in progress, named
 `<pid>-<random>.part`. A write goes to a temporary file in `tmp/` (the same file system), is flushed and
-fsynced, then renamed to its key: a reader sees the whole blob or none, whatever kills the writer. Opening the
+fsynced (not a prepared variant's: a cache, made again if a power cut loses it), then renamed to its key: a
+reader sees the whole blob or none, whatever kills the writer. Opening the
 folder removes the temporary files of writers that are gone (their process no longer runs, or the file is
 older than an hour), so a killed writer leaves nothing behind for long.
 """
@@ -14,6 +15,7 @@ import hashlib
 import os
 import secrets
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -38,6 +40,9 @@ class FileBlobs:
         self.tmp = root / "tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.clean_leftovers()
+        # Written and synced by `stage`, waiting for their put: key -> temporary file.
+        self.staged: dict[str, Path] = {}
+        self.staged_lock = threading.Lock()
 
     def path(self, key: str) -> Path:
         if not is_key(key):
@@ -53,27 +58,60 @@ class FileBlobs:
                 removed += 1
         return removed
 
-    def write(self, data: bytes) -> str:
-        """Write `data` under its key (blocking); an existing blob is kept, and marked as just used."""
-        key = blob_key(data)
+    def write(self, data: bytes, key: str | None = None, durable: bool = True) -> str:
+        """Write `data` under its key (blocking); an existing blob is kept, and marked as just used. `durable`:
+        on disk before the name says it is there (see Blobs.put)."""
+        key = key or blob_key(data)
         final = self.path(key)
-        if final.exists():
+        with self.staged_lock:
+            staged = self.staged.pop(key, None)
+        if whole(final, len(data)):
+            if staged is not None:
+                staged.unlink(missing_ok=True)
             # Touched so that a prune running now in another process sees it as new (see retention.py).
             os.utime(final)
             return key
         final.parent.mkdir(exist_ok=True)
+        part = staged or self.write_part(data, durable=durable)
+        try:
+            os.replace(part, final)  # atomic: whatever kills the process, the name holds all of it or nothing
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+        if durable:
+            sync_folder(final.parent)
+        return key
+
+    def write_part(self, data: bytes, *, durable: bool) -> Path:
+        """`data` in a new temporary file (synced when `durable`)."""
         part = self.tmp / f"{os.getpid()}-{secrets.token_hex(6)}.part"
         try:
             with open(part, "wb") as out:
                 out.write(data)
-                out.flush()
-                os.fsync(out.fileno())  # the bytes are on disk before the name says they are there
-            os.replace(part, final)
+                if durable:
+                    out.flush()
+                    os.fsync(out.fileno())  # the bytes are on disk before the name says they are there
         except BaseException:
             part.unlink(missing_ok=True)
             raise
-        sync_folder(final.parent)
-        return key
+        return part
+
+    def write_staged(self, data: bytes, key: str) -> None:
+        with self.staged_lock:
+            if key in self.staged or whole(self.path(key), len(data)):
+                return  # another load of the same bytes staged them, or they are stored already
+        part = self.write_part(data, durable=True)
+        with self.staged_lock:
+            if key in self.staged:
+                part.unlink(missing_ok=True)
+            else:
+                self.staged[key] = part
+
+    def drop_staged(self, key: str) -> None:
+        with self.staged_lock:
+            part = self.staged.pop(key, None)
+        if part is not None:
+            part.unlink(missing_ok=True)
 
     def read(self, key: str) -> bytes | None:
         try:
@@ -99,8 +137,15 @@ class FileBlobs:
         except FileNotFoundError:
             return None
 
-    async def put(self, data: bytes) -> str:
-        return await anyio.to_thread.run_sync(self.write, data)
+    async def put(self, data: bytes, *, key: str | None = None, durable: bool = True) -> str:
+        return await anyio.to_thread.run_sync(self.write, data, key, durable)
+
+    async def stage(self, data: bytes, key: str) -> None:
+        await anyio.to_thread.run_sync(self.write_staged, data, key)
+
+    async def unstage(self, key: str) -> None:
+        if key in self.staged:  # mostly not: the put used it (no thread for a look at a dict)
+            await anyio.to_thread.run_sync(self.drop_staged, key)
 
     async def get(self, key: str) -> bytes | None:
         return await anyio.to_thread.run_sync(self.read, key)
@@ -122,11 +167,18 @@ class MemoryBlobs:
         self.data: dict[str, bytes] = {}
         self.added: dict[str, float] = {}
 
-    async def put(self, data: bytes) -> str:
-        key = await anyio.to_thread.run_sync(blob_key, data) if len(data) > 65536 else blob_key(data)
+    async def put(self, data: bytes, *, key: str | None = None, durable: bool = True) -> str:
+        if key is None:
+            key = await anyio.to_thread.run_sync(blob_key, data) if len(data) > 65536 else blob_key(data)
         self.data.setdefault(key, data)
         self.added[key] = time.time()
         return key
+
+    async def stage(self, data: bytes, key: str) -> None:
+        return None  # nothing slow to do beforehand
+
+    async def unstage(self, key: str) -> None:
+        return None
 
     async def get(self, key: str) -> bytes | None:
         return self.data.get(key)
@@ -144,6 +196,15 @@ class MemoryBlobs:
 
     def modified(self, key: str) -> float | None:
         return self.added.get(key)
+
+
+def whole(path: Path, size: int) -> bool:
+    """Whether the blob file is there with all its bytes: one written without waiting for the disk (a variant)
+    can be short after a power cut, and is then written again."""
+    try:
+        return path.stat().st_size == size
+    except FileNotFoundError:
+        return False
 
 
 def writer_alive(entry: os.DirEntry[str]) -> bool:

@@ -7,6 +7,10 @@ gone) stops renewing, so its lease runs out and the next waiter takes it: nothin
 
 Tokens are `<owner>/<random>`: the owner (a process's id, tools/running.py) says which process holds it.
 Waiters of one process queue on a local lock first, so only one of them polls the shared place per name.
+
+Renewal: a server runs one renewer for all the leases it holds (`renew_held`, in its lifespan), so taking a lock
+costs two small statements and no task; a store used without one (the CLI, a principal's own store) renews each
+lease in a task of its own while it is held.
 """
 
 from __future__ import annotations
@@ -58,18 +62,38 @@ class LeaseLocks:
         self.owner = owner
         self.ttl = ttl
         self.local = LocalLocks()
+        self.held: dict[str, str] = {}  # name -> token of the leases this process holds now
+        self.renewer_running = False
 
     @asynccontextmanager
     async def hold(self, name: str) -> AsyncIterator[None]:
         async with self.local.hold(name):
             token = f"{self.owner}/{secrets.token_hex(4)}"
             await self.take(name, token)
+            self.held[name] = token
             try:
-                async with self.renewing(name, token):
+                if self.renewer_running:
                     yield
+                else:
+                    async with self.renewing(name, token):
+                        yield
             finally:
+                self.held.pop(name, None)
                 with anyio.CancelScope(shield=True):
                     await self.drop(name, token)
+
+    async def renew_held(self) -> None:
+        """Renew every lease held, every third of the lease time, for as long as this runs (a lease taken just
+        after a round is renewed at the next one, within a third of its time, as its own task would)."""
+        self.renewer_running = True
+        try:
+            while True:
+                await anyio.sleep(self.ttl / 3)
+                for name, token in list(self.held.items()):
+                    if not await self.renew_once(name, token) and self.held.get(name) == token:
+                        del self.held[name]
+        finally:
+            self.renewer_running = False
 
     async def drop(self, name: str, token: str) -> None:
         """Give the lease back. If the store cannot be written now (a full disk, Redis away), the lease simply runs
@@ -104,16 +128,21 @@ class LeaseLocks:
     async def renew(self, name: str, token: str) -> None:
         while True:
             await anyio.sleep(self.ttl / 3)
-            try:
-                renewed = await self.backend.renew(name, token, self.ttl)
-            except Exception as exc:  # a passing failure of the shared place must not cut the holder's work short
-                log.warning("could not renew the lease on %r (trying again): %s", name, exc)
-                continue
-            if not renewed:
-                # Another process may have taken it since: the turn's own checks keep its answer from being
-                # recorded twice (tools/turn.py), so this is worth a warning, not a crash.
-                log.warning("the lease on %r ran out while held (the process stalled for %.0f s)", name, self.ttl)
+            if not await self.renew_once(name, token):
                 return
+
+    async def renew_once(self, name: str, token: str) -> bool:
+        """Extend one lease; False when it was lost (renewing it again is pointless)."""
+        try:
+            renewed = await self.backend.renew(name, token, self.ttl)
+        except Exception as exc:  # a passing failure of the shared place must not cut the holder's work short
+            log.warning("could not renew the lease on %r (trying again): %s", name, exc)
+            return True
+        if not renewed:
+            # Another process may have taken it since: the turn's own checks keep its answer from being
+            # recorded twice (tools/turn.py), so this is worth a warning, not a crash.
+            log.warning("the lease on %r ran out while held (the process stalled for %.0f s)", name, self.ttl)
+        return renewed
 
     async def holder(self, name: str) -> str | None:
         """The owner holding `name` now, if any (this process's own id when it holds it)."""
@@ -136,3 +165,9 @@ class LeasedStore:
 
     async def turn_holder(self, conversation_id: str) -> str | None:
         return await self._turn_locks.holder(conversation_id)
+
+    async def keep_leases(self) -> None:
+        """Renew the leases of both kinds this process holds, until cancelled (see the module docstring)."""
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._locks.renew_held)
+            group.start_soon(self._turn_locks.renew_held)

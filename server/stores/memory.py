@@ -52,9 +52,9 @@ class MemoryStore:
     async def list_conversations(self) -> list[str]:
         return sorted(self.heads)
 
-    async def put_image(self, record: ImageRecord, data: bytes) -> None:
+    async def put_image(self, record: ImageRecord, data: bytes, *, key: str | None = None) -> None:
         if record.image_id not in self.images:
-            key = await self.blobs.put(data)
+            key = await self.blobs.put(data, key=key)
             self.images.setdefault(record.image_id, (record.model_dump_json(), key, time.time()))
 
     async def get_image(self, image_id: str) -> tuple[ImageRecord, bytes] | None:
@@ -136,6 +136,9 @@ class MemoryStore:
 
     async def turn_holder(self, conversation_id: str) -> str | None:
         return self.owner if self._turn_locks.held(conversation_id) else None
+
+    async def keep_leases(self) -> None:
+        return None  # its locks are this process's own: nothing to renew
 
     async def close(self) -> None:
         return None

@@ -9,14 +9,14 @@ class TypedRecords:
     """put_image / get_image / get_image_record / put_file / get_file over `put_record` and `get_record`, whose
     `kind` ("image" or "file") each store maps to its own table or keys."""
 
-    async def put_record(self, kind: str, item: str, meta: str, data: bytes) -> None:
+    async def put_record(self, kind: str, item: str, meta: str, data: bytes, *, key: str | None = None) -> None:
         raise NotImplementedError
 
     async def get_record(self, kind: str, item: str, *, data: bool) -> tuple[str, bytes] | None:
         raise NotImplementedError
 
-    async def put_image(self, record: ImageRecord, data: bytes) -> None:
-        await self.put_record("image", record.image_id, record.model_dump_json(), data)
+    async def put_image(self, record: ImageRecord, data: bytes, *, key: str | None = None) -> None:
+        await self.put_record("image", record.image_id, record.model_dump_json(), data, key=key)
 
     async def get_image(self, image_id: str) -> tuple[ImageRecord, bytes] | None:
         found = await self.get_record("image", image_id, data=True)

@@ -80,13 +80,20 @@ class RedisBlobs:
         self.redis = redis
         self.prefix = prefix
 
-    async def put(self, data: bytes) -> str:
-        key = await anyio.to_thread.run_sync(blob_key, data) if len(data) > HASH_INLINE_BYTES else blob_key(data)
+    async def put(self, data: bytes, *, key: str | None = None, durable: bool = True) -> str:
+        if key is None:
+            key = await anyio.to_thread.run_sync(blob_key, data) if len(data) > HASH_INLINE_BYTES else blob_key(data)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(f"{self.prefix}blob:{key}", data, nx=True)
             pipe.zadd(f"{self.prefix}blobs", {key: time.time()})  # touched: a prune's grace period counts from now
             await pipe.execute()
         return key
+
+    async def stage(self, data: bytes, key: str) -> None:
+        return None  # a SET is visible at once: nothing can be written before the bytes are checked
+
+    async def unstage(self, key: str) -> None:
+        return None
 
     async def get(self, key: str) -> bytes | None:
         found: Any = await self.redis.get(f"{self.prefix}blob:{key}")
@@ -159,8 +166,8 @@ class RedisStore(TypedRecords, LeasedStore):
 
     # -- images, files and variants: a record naming a blob -------------------------------------------
 
-    async def put_record(self, kind: str, item: str, meta: str, data: bytes) -> None:
-        blob = await self.blobs.put(data)  # whole in Redis before any record names it
+    async def put_record(self, kind: str, item: str, meta: str, data: bytes, *, key: str | None = None) -> None:
+        blob = await self.blobs.put(data, key=key)  # whole in Redis before any record names it
         now = time.time()
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(self.key(kind, item), mapping={"meta": meta, "blob": blob, "bytes": len(data), "at": now})

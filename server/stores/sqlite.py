@@ -125,7 +125,7 @@ class SqliteStore(TypedRecords, LeasedStore):
 
     # -- images, files and variants: records here, bytes in the blob folder ---------------------------
 
-    async def put_record(self, kind: str, item: str, meta: str, data: bytes) -> None:
+    async def put_record(self, kind: str, item: str, meta: str, data: bytes, *, key: str | None = None) -> None:
         table = TABLES[kind]
         touch = f"UPDATE {table} SET created_at = ? WHERE id = ?"  # noqa: S608 - a table name from TABLES
         insert = f"INSERT OR IGNORE INTO {table} VALUES (?, ?, ?, ?, ?)"  # noqa: S608 - id, meta, blob, bytes, at
@@ -136,8 +136,8 @@ class SqliteStore(TypedRecords, LeasedStore):
 
         if await self.run(known):
             return
-        key = await self.blobs.put(data)  # whole on disk before any record names it
-        await self.run(lambda db: db.execute(insert, (item, meta, key, len(data), time.time())))
+        blob = await self.blobs.put(data, key=key)  # whole on disk before any record names it
+        await self.run(lambda db: db.execute(insert, (item, meta, blob, len(data), time.time())))
 
     async def get_record(self, kind: str, item: str, *, data: bool) -> tuple[str, bytes] | None:
         table = TABLES[kind]
@@ -154,14 +154,17 @@ class SqliteStore(TypedRecords, LeasedStore):
         return row[0], blob
 
     async def get_variant(self, key: str) -> tuple[str, bytes] | None:
-        row = await self.run(lambda db: db.execute("SELECT mime, blob FROM variants WHERE key = ?", (key,)).fetchone())
+        select = "SELECT mime, blob, bytes FROM variants WHERE key = ?"
+        row = await self.run(lambda db: db.execute(select, (key,)).fetchone())
         if row is None:
             return None
         blob = await self.blobs.get(row[1])
-        return None if blob is None else (str(row[0]), blob)
+        # A variant is written without waiting for the disk (put_variant): after a power cut its file may be
+        # short. Then it is missing, and chat prepares it again from the original.
+        return None if blob is None or len(blob) != row[2] else (str(row[0]), blob)
 
     async def put_variant(self, key: str, mime: str, data: bytes) -> None:
-        blob = await self.blobs.put(data)
+        blob = await self.blobs.put(data, durable=False)  # a cache: made again from the original if lost
         await self.run(
             lambda db: db.execute(
                 "INSERT OR REPLACE INTO variants (key, mime, blob, bytes, created_at) VALUES (?, ?, ?, ?, ?)",
