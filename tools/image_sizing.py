@@ -33,6 +33,7 @@ All sizing preserves aspect ratio and never enlarges an image.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Literal, get_args
@@ -125,6 +126,7 @@ _MODELS: dict[str, Rule] = {
 }
 
 
+@functools.lru_cache(maxsize=256)  # a few names in use, asked several times a call
 def rule_for(model: str) -> Rule:
     """The sizing rule for a model name; `UNKNOWN` when no entry matches."""
     name = model.strip().lower().rsplit("/", 1)[-1]  # "openai/gpt-4o" (routers) -> "gpt-4o"

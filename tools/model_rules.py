@@ -11,6 +11,7 @@ are served only through the Responses API.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -56,6 +57,7 @@ RULES: tuple[tuple[str, ModelRules], ...] = (
 _SNAPSHOT = r"(-\d{4}-\d{2}-\d{2}|-preview|-latest)?"
 
 
+@functools.lru_cache(maxsize=256)  # a few names in use, asked several times a call: the patterns run once each
 def rules_for(model: str) -> ModelRules | None:
     name = model.strip().lower().removeprefix("openai/")
     for pattern, rules in RULES:
