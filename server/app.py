@@ -91,12 +91,14 @@ def build_server(settings: Settings, *, reader: SourceReader | None = None) -> I
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Deps]) -> AsyncIterator[Deps]:
+        from server.mcp_batch import resume_runs
         from server.remote import authenticates
         from server.stores.scoped import Principals
 
         async with opened(settings, reader=reader) as deps:
             server.current = deps
             server.principals = Principals(settings) if authenticates(settings) else None
+            await resume_runs(deps, settings)
             try:
                 yield deps
             finally:
@@ -118,6 +120,7 @@ def build_server(settings: Settings, *, reader: SourceReader | None = None) -> I
         request_state_security=state_security(settings),
         **auth_options(settings),  # streamable-http with authentication only
     )
+    from server.mcp_batch import register_batch
     from server.mcp_resources import register_resources
     from server.mcp_tools import register_tools
     from server.mcp_workflow import register_workflow_tool
@@ -125,6 +128,7 @@ def build_server(settings: Settings, *, reader: SourceReader | None = None) -> I
     server.state_dir = settings.resolved_state_dir() if settings.store == "sqlite" else None
     register_tools(server)
     register_workflow_tool(server)
+    register_batch(server, settings)
     register_resources(server, lambda: server.current)
     register_prompts(server)
     return server
