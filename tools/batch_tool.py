@@ -165,12 +165,12 @@ def spawn(deps: Deps, spec: BatchSpec, via: batch.Via, concurrency: int, backend
 
 
 async def resume_unfinished(deps: Deps, backend: batch.Backend) -> list[str]:
-    """Continue the runs run_batch started that a stop of the server cut off (none of which anyone runs now)."""
+    """Continue the runs run_batch started that a stop of the server cut off."""
     resumed = []
     for run in await batch_runs.list_runs(deps.store):
+        # One still held (by another replica, or by a process just killed whose lease has not run out) is spawned
+        # all the same: its runner waits for the lease, then finds what is left, which may be nothing.
         if run.get("by") != "tool" or run.get("status") != "running":
-            continue
-        if await batch_runs.holder(deps.store, run["id"]) is not None:
             continue
         try:
             spec = await stored_spec(deps, run["id"])
