@@ -31,7 +31,10 @@ turn unless persist_context=false or starting_point is given. dry_run=true shows
 4. preview() shows the last answer again; preview(target='conversation') the whole exchange.
 A slow answer comes back as status 'running' with its turn number: chat(turn=N) or preview() fetches it \
 later. run_workflow runs a ComfyUI OpenAI Chat workflow file as a whole.
-Every tool takes conversation_id (default 'default') to keep separate conversations apart."""
+Every tool takes conversation_id (default 'default'; a conversation is created on first use) to keep \
+separate conversations apart.
+run_batch asks one prompt of every image in files or folders, in the background (resumable, exactly once); \
+preview(target='batch:<run_id>') shows its progress and results."""
 
 
 def make_deps(settings: Settings, *, reader: SourceReader | None = None) -> Deps:

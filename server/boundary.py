@@ -46,6 +46,10 @@ from server import failures, fair_use, listing, logsafe, summaries
 from server.stores.scoped import Principals, principal_of
 from tools.deps import Deps
 
+# Tools whose arguments shape their own run, never a conversation: not where another tool's argument belongs
+# (chat(detail=...) is told set_options, not run_batch).
+SELF_CONTAINED = frozenset({"run_batch"})
+
 
 def app_only(tool: Tool) -> bool:
     ui = (tool.meta or {}).get("ui")
@@ -110,7 +114,8 @@ class ImageChatServer(MCPServer[Deps]):
             self.app_only = frozenset(tool.name for tool in listed if app_only(tool))
         schemas = self.schemas
         if name in schemas:
-            seen = {other: schema for other, schema in schemas.items() if other == name or other not in self.app_only}
+            away = self.app_only | SELF_CONTAINED
+            seen = {other: schema for other, schema in schemas.items() if other == name or other not in away}
             refusal = checks.unknown_arguments(name, arguments, seen)
             if refusal:
                 raise ToolError(f"Error executing tool {name}: {refusal}")

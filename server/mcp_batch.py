@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 def register_batch(server: MCPServer[Deps], settings: Settings) -> None:
     @server.tool(
-        title="Ask the same of many images",
+        title="Bulk run",
         # The same arguments are the same run: asking again continues it and sends nothing already answered.
         annotations=ToolAnnotations(
             read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True
@@ -30,8 +30,8 @@ def register_batch(server: MCPServer[Deps], settings: Settings) -> None:
     )
     @takes(parameters_of(batch_tool.run_batch, leave_out={"backend"}))
     async def run_batch(ctx: Context[Deps, Any], **arguments: Any) -> batch_tool.RunBatchResult:
-        """Ask one prompt of every image in files and folders, in the background; returns the run id at once.
-        preview(target='batch:<run_id>') shows progress and results."""
+        """Ask one prompt of every image in files/folders, in the background: returns at once a run id for
+        preview(target='batch:<run_id>')."""
         deps = deps_of(ctx)
         return await batch_tool.run_batch(deps, backend=backend_of(deps.upstream, settings), **arguments)
 

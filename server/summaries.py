@@ -152,11 +152,11 @@ def workflow_dry_run(result: Mapping[str, Any]) -> str:
 def batch_started(result: Mapping[str, Any]) -> str:
     run = result["run_id"]
     cost = result.get("estimated_cost")
-    priced = f", at most ${cost:.4f}" if cost is not None else ""
+    priced = f"; at most ${cost:.4f} for the rest" if cost is not None else "; no price known for the model"
     return (
         f"Run {run} {result['status']} via {result['via']}: {plural(result['images'], 'image')}, "
-        f"{result['already_answered']} already answered{priced} ({result['estimate']}). "
-        f"preview(target='batch:{run}') shows progress and results; {result['resource_uri']} has them all."
+        f"{result['already_answered']} already answered{priced}. "
+        f"preview(target='batch:{run}') shows progress and results; batch://{run} has them all."
     )
 
 

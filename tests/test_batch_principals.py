@@ -12,6 +12,7 @@ import pytest
 
 from tests.fake_upstream import FakeUpstream, Reply
 from tests.helpers import call, fails
+from tests.test_batch_tool import resource_text
 from tests.test_principals import as_principal, resource_error, server  # noqa: F401
 
 
@@ -30,11 +31,11 @@ async def test_a_second_principal_cannot_see_the_first_ones_run(
         while (await call(alice, "preview", {"target": f"batch:{run_id}"}))["batch"]["status"] != "finished":
             assert time.monotonic() < deadline
             await anyio.sleep(0.05)
-        listed = json.loads((await alice.read_resource("batches://all")).contents[0].text)  # type: ignore[union-attr]
+        listed = json.loads(await resource_text(alice, "batches://all"))
         assert [run["id"] for run in listed] == [run_id]
 
     async with as_principal(server, "bob", mode) as bob:
-        assert json.loads((await bob.read_resource("batches://all")).contents[0].text) == []  # type: ignore[union-attr]
+        assert json.loads(await resource_text(bob, "batches://all")) == []
         shown = await fails(bob, "preview", {"target": f"batch:{run_id}"})
         assert f"No batch run {run_id!r}. Known runs: none yet." in shown
         assert "No batch run" in await resource_error(bob, f"batch://{run_id}")

@@ -60,7 +60,7 @@ async def test_a_run_started_by_the_tool_answers_each_image_once(
     async with connect(settings, mode) as client:
         started = await call(client, "run_batch", arguments)
         assert started["status"] == "started" and started["images"] == 8 and started["already_answered"] == 0
-        assert started["estimated_cost"] > 0 and started["resource_uri"] == f"batch://{started['run_id']}"
+        assert started["estimated_cost"] > 0 and started["via"] == "direct"
         view = await finished(client, started["run_id"])
         assert (view["done"], view["failed"], view["pending"]) == (8, 0, 0)
         assert view["cost"] == pytest.approx(8 * (100 * 0.40 + 10 * 1.60) / 1e6)
@@ -70,7 +70,7 @@ async def test_a_run_started_by_the_tool_answers_each_image_once(
         text = shown.content[0].text  # type: ignore[union-attr]
         assert "8 done, 0 failed, 0 pending" in text and f"{paths[0]}: done: a small square" in text
 
-        lines = (await resource_text(client, started["resource_uri"])).splitlines()
+        lines = (await resource_text(client, f"batch://{started['run_id']}")).splitlines()
         assert sorted(json.loads(line)["path"] for line in lines) == sorted(paths)
         runs = json.loads(await resource_text(client, "batches://all"))
         assert [(run["id"], run["status"], run["by"]) for run in runs] == [(started["run_id"], "finished", "tool")]

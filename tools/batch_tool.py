@@ -26,34 +26,28 @@ from tools.batch_sources import expand
 from tools.batch_spec import NO_FILE, RUN_ITEM, BatchSpec, Ledger
 from tools.deps import Deps
 from tools.models import Detail
-from tools.options import ModelArg, PresetArg
 
 log = logging.getLogger(__name__)
 
-SourcesArg = Annotated[
-    list[str] | None, Field(max_length=1000, description="Image files and folders (walked; images only).")
-]
-BatchPromptArg = Annotated[str | None, Field(description="Asked of each image.")]
-RunDetailArg = Annotated[Detail, Field(description="As set_options' detail.")]
+SourcesArg = Annotated[list[str] | None, Field(max_length=1000, description="Image files and folders.")]
+RunPresetArg = Annotated[str | None, Field(description="As in set_options.")]
 ViaArg = Annotated[
     Literal["direct", "batch-api", "auto"],
-    Field(description="batch-api: OpenAI's Batch API, half price, within 24 h. auto: it for 1000+ images on OpenAI."),
+    Field(description="auto: batch-api (OpenAI's Batch API: half price, within 24 h) for 1000+ images."),
 ]
-ConcurrencyArg = Annotated[int, Field(ge=1, le=64, description="Requests in flight (direct).")]
-JsonSchemaArg = Annotated[dict[str, Any] | None, Field(description="Answers as JSON under this strict schema, parsed.")]
-BatchDryRunArg = Annotated[bool, Field(description="Only count the images and estimate the cost.")]
-ResumeArg = Annotated[str | None, Field(description="A run id: continue that run (after a restart).")]
+ConcurrencyArg = Annotated[int, Field(ge=1, le=64, description="In flight (direct).")]
+JsonSchemaArg = Annotated[dict[str, Any] | None, Field(description="Strict schema for JSON answers (parsed).")]
+BatchDryRunArg = Annotated[bool, Field(description="Only count and estimate the cost.")]
+ResumeArg = Annotated[str | None, Field(description="A run id to continue (after a restart).")]
 
 
 class RunBatchResult(BaseModel):
     run_id: str
-    status: str = Field(description="started, running, finished or estimated (dry run).")
+    status: str  # started, running (already), finished (nothing left) or estimated (a dry run)
     images: int
     already_answered: int
     via: str
-    estimated_cost: float | None = Field(description="USD at most, for the images left.")
-    estimate: str
-    resource_uri: str
+    estimated_cost: float | None  # USD at most, for the images left; None: no price known for the model
 
 
 def not_found(run_id: str, known: list[dict[str, Any]]) -> ToolError:
@@ -106,10 +100,10 @@ async def new_spec(
 async def run_batch(
     deps: Deps,
     sources: SourcesArg = None,
-    prompt: BatchPromptArg = None,
-    preset: PresetArg = None,
-    model: ModelArg = None,
-    detail: RunDetailArg = "auto",
+    prompt: str | None = None,
+    preset: RunPresetArg = None,
+    model: str | None = None,
+    detail: Detail = "auto",
     via: ViaArg = "auto",
     concurrency: ConcurrencyArg = 8,
     json_schema: JsonSchemaArg = None,
@@ -144,8 +138,6 @@ async def run_batch(
         already_answered=planned.already,
         via=planned.via,
         estimated_cost=planned.estimate.total(batch_api=planned.via == "batch-api"),
-        estimate=planned.estimate.text(),
-        resource_uri=f"batch://{run_id}",
     )
 
 
