@@ -167,3 +167,18 @@ async def test_a_run_cut_off_by_a_stop_continues_when_the_server_starts_again(
     assert (view["done"], view["pending"]) == (16, 0)
     assert sorted(json.loads(line)["path"] for line in lines) == sorted(paths)  # complete, none twice
     assert len(upstream.answered) - asked_before == 16 - answered_at_stop  # nothing answered is sent again
+
+
+async def test_a_strict_schema_on_chat_completions(settings: Settings, pictures: Path, upstream: FakeUpstream) -> None:
+    upstream.default_reply = Reply(text='{"caption": "a card", "people": 1}')
+    async with connect(settings, api="chat") as client:
+        started = await call(
+            client, "run_batch", {"sources": [str(pictures / "red.png")], "prompt": "Describe.", "json_schema": SCHEMA}
+        )
+        view = await finished(client, started["run_id"])
+    assert view["results"][0]["answer"] == {"caption": "a card", "people": 1}
+    (body,) = upstream.chat_bodies()  # checked against OpenAI's CreateChatCompletionRequest as it arrived
+    assert body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "answer", "schema": SCHEMA, "strict": True},
+    }

@@ -32,7 +32,8 @@ async def results(deps: Deps, run_id: str) -> tuple[dict[str, Any], list[dict[st
     records = await deps.store.get_batch_records(run_id)
     spec = json.loads(records.get(RUN_ITEM) or "{}").get("spec") or {}
     order = [path for path in spec.get("paths") or [] if path in records]
-    order += sorted(item for item in records if item not in set(order) and item != RUN_ITEM)
+    listed = set(order)
+    order += sorted(item for item in records if item not in listed and item != RUN_ITEM)
     found = [json.loads(records[item]) for item in order if not item.startswith(OWN_ITEMS)]
     return run, [{key: row.get(key) for key in CSV_COLUMNS} for row in found]
 
