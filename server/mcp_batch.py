@@ -30,8 +30,8 @@ def register_batch(server: MCPServer[Deps], settings: Settings) -> None:
     )
     @takes(parameters_of(batch_tool.run_batch, leave_out={"backend"}))
     async def run_batch(ctx: Context[Deps, Any], **arguments: Any) -> batch_tool.RunBatchResult:
-        """Ask one prompt of every image in files/folders, in the background: returns at once a run id for
-        preview(target='batch:<run_id>')."""
+        """Ask one prompt of every image in files/folders, in the background; returns a run id for
+        preview(target='batch:<run_id>') at once."""
         deps = deps_of(ctx)
         return await batch_tool.run_batch(deps, backend=backend_of(deps.upstream, settings), **arguments)
 

@@ -33,12 +33,12 @@ SourcesArg = Annotated[list[str] | None, Field(max_length=1000, description="Ima
 RunPresetArg = Annotated[str | None, Field(description="As in set_options.")]
 ViaArg = Annotated[
     Literal["direct", "batch-api", "auto"],
-    Field(description="auto: batch-api (OpenAI's Batch API: half price, within 24 h) for 1000+ images."),
+    Field(description="auto: batch-api (half price, within 24 h) for 1000+ images."),
 ]
 ConcurrencyArg = Annotated[int, Field(ge=1, le=64, description="In flight (direct).")]
-JsonSchemaArg = Annotated[dict[str, Any] | None, Field(description="Strict schema for JSON answers (parsed).")]
-BatchDryRunArg = Annotated[bool, Field(description="Only count and estimate the cost.")]
-ResumeArg = Annotated[str | None, Field(description="A run id to continue (after a restart).")]
+JsonSchemaArg = Annotated[dict[str, Any] | None, Field(description="Strict schema of JSON answers.")]
+BatchDryRunArg = Annotated[bool, Field(description="Count and price only.")]
+ResumeArg = Annotated[str | None, Field(description="A run id to continue.")]
 
 
 class RunBatchResult(BaseModel):

@@ -50,7 +50,10 @@ TemperatureArg = Annotated[float | None, Field(ge=0, le=2, description="Non-reas
 TopPArg = Annotated[float | None, Field(ge=0, le=1, description="Non-reasoning models only.")]
 DetailArg = Annotated[
     Detail | None,
-    Field(description="low (fewest tokens), high, auto, or original (full size)."),
+    Field(
+        description="low (fewest tokens; 512 px on gpt-4o, gpt-4.1, gpt-5, o3, larger on others), high, auto, or "
+        "original (full size)."
+    ),
 ]
 ResponseFormatArg = Annotated[ResponseFormat | None, Field(description="'json' asks for a JSON object.")]
 ResetArg = Annotated[bool, Field(description="Back to the defaults first, then the rest.")]

@@ -23,8 +23,8 @@ TargetArg = Annotated[
     str,
     Field(
         description=(
-            "'last' answer, 'conversation', 'options', 'pending', 'turn:<n>' (the whole turn with format='json'), "
-            "'image:<id>' (a thumbnail) or 'batch:<run_id>' (progress, results)."
+            "'last' answer, 'conversation', 'options', 'pending', 'turn:<n>' (its answer; the whole turn with "
+            "format='json'), 'image:<id>' (a thumbnail) or 'batch:<run_id>'."
         )
     ),
 ]
