@@ -58,8 +58,12 @@ async def test_a_run_started_by_the_tool_answers_each_image_once(
     settings = replace(settings, allowed_dirs=[folder])
     arguments = {"sources": [str(folder)], "prompt": "Caption it.", "concurrency": 3, "via": "direct"}
     async with connect(settings, mode) as client:
-        started = await call(client, "run_batch", arguments)
+        result = await client.call_tool("run_batch", arguments)
+        started = result.structured_content or {}
         assert started["status"] == "started" and started["images"] == 8 and started["already_answered"] == 0
+        said = result.content[0].text  # type: ignore[union-attr]
+        assert said.startswith(f"Run {started['run_id']} started via direct: 8 images, 0 already answered; at most $")
+        assert f"preview(target='batch:{started['run_id']}') shows progress" in said
         assert started["estimated_cost"] > 0 and started["via"] == "direct"
         view = await finished(client, started["run_id"])
         assert (view["done"], view["failed"], view["pending"]) == (8, 0, 0)

@@ -5,9 +5,10 @@ Exactly once at the Batch API's edge: each request file is uploaded and recorded
 metadata naming the run and the part. The batch's own record ("batch:<id>") follows. A run restarted between the
 two finds the batch already made for that part (listing the batches by their metadata) and adopts it instead of
 creating another; a part whose batch was never made gets it then. So a restarted run polls the batches it made
-and never sends their images again. Answered lines
-become results (at half the price: the Batch API's discount); lines refused (4xx) become failed results; lines
-that failed for a passing reason, or that an expired batch never reached, are left for a rerun.
+and never sends their images again.
+
+Answered lines become results (at half the price: the Batch API's discount); lines refused (4xx) become failed
+results; lines that failed for a passing reason, or that an expired batch never reached, are left for a rerun.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class BatchState:
 
 
 class BatchService(Protocol):
-    """OpenAI's Files and Batches endpoints (server/batch_cli.py implements it on the SDK)."""
+    """OpenAI's Files and Batches endpoints (server/batch_service.py implements it on the SDK)."""
 
     async def upload(self, name: str, data: bytes) -> str: ...
     async def create(self, file_id: str, metadata: dict[str, str]) -> str: ...
