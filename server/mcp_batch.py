@@ -61,6 +61,20 @@ def register_batch(server: MCPServer[Deps], settings: Settings) -> None:
             raise ResourceNotFoundError(str(exc)) from None
         return batch_view.jsonl(rows)
 
+    @server.resource(
+        "batch://{run_id}/csv",
+        name="batch-csv",
+        title="A bulk run's results as CSV",
+        description="A header, then one row per image answered so far (the columns of batch://<run_id>).",
+        mime_type="text/csv",
+    )
+    async def batch_csv(run_id: str, ctx: Context[Deps, Any]) -> str:
+        try:
+            _, rows = await batch_view.results(ctx.request_context.lifespan_context, run_id)
+        except ToolError as exc:
+            raise ResourceNotFoundError(str(exc)) from None
+        return batch_view.csv_text(rows)
+
 
 async def resume_runs(deps: Deps, settings: Settings) -> None:
     """Continue the server's own runs that a stop cut off (a principal's: run_batch(resume=<id>))."""

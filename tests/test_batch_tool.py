@@ -3,6 +3,8 @@ batch:// resources, through the protocol in both eras, against the fake upstream
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import time
 from dataclasses import replace
@@ -76,6 +78,8 @@ async def test_a_run_started_by_the_tool_answers_each_image_once(
 
         lines = (await resource_text(client, f"batch://{started['run_id']}")).splitlines()
         assert sorted(json.loads(line)["path"] for line in lines) == sorted(paths)
+        table = list(csv.DictReader(io.StringIO(await resource_text(client, f"batch://{started['run_id']}/csv"))))
+        assert [row["path"] for row in table] == paths and table[0]["answer"] == "a small square"
         runs = json.loads(await resource_text(client, "batches://all"))
         assert [(run["id"], run["status"], run["by"]) for run in runs] == [(started["run_id"], "finished", "tool")]
 

@@ -2,8 +2,8 @@
 
 preview(target="batch:<id>") gives the counts (done, failed, pending), the rate, the cost so far and about what is
 left, and the first PAGE results in the run's order; "batch:<id>:<n>" the page from result n. The batch://<id>
-resource has every result as JSON lines. Everything is read from the run's manifest and the runs index
-(tools/batch_runs.py), so it reads the same from any replica and after a restart.
+resource has every result as JSON lines (batch://<id>/csv as CSV). Everything is read from the run's manifest and
+the runs index (tools/batch_runs.py), so it reads the same from any replica and after a restart.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 from mcp.server.mcpserver.exceptions import ToolError
 
 from tools import batch_runs
-from tools.batch_spec import CSV_COLUMNS, OWN_ITEMS, RUN_ITEM
+from tools.batch_spec import CSV_COLUMNS, OWN_ITEMS, RUN_ITEM, Result, encode
 from tools.deps import Deps
 
 PAGE = 50
@@ -40,6 +40,13 @@ async def results(deps: Deps, run_id: str) -> tuple[dict[str, Any], list[dict[st
 
 def jsonl(rows: list[dict[str, Any]]) -> str:
     return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    """The rows as the command's CSV results file has them (a header, then one row per image)."""
+    lines = [",".join(CSV_COLUMNS) + "\n"]
+    lines += [encode(Result(**row), as_csv=True).decode() for row in rows]
+    return "".join(lines)
 
 
 async def progress(deps: Deps, run: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
