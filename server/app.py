@@ -31,7 +31,10 @@ turn unless persist_context=false or starting_point is given. dry_run=true shows
 4. preview() shows the last answer again; preview(target='conversation') the whole exchange.
 A slow answer comes back as status 'running' with its turn number: chat(turn=N) or preview() fetches it \
 later. run_workflow runs a ComfyUI OpenAI Chat workflow file as a whole.
-Every tool takes conversation_id (default 'default') to keep separate conversations apart."""
+Every tool takes conversation_id (default 'default'; a conversation is created on first use) to keep \
+separate conversations apart.
+run_batch asks one prompt of every image in files or folders, in the background (resumable, exactly once); \
+preview(target='batch:<run_id>') shows its progress and results."""
 
 
 def make_deps(settings: Settings, *, reader: SourceReader | None = None) -> Deps:
@@ -92,12 +95,14 @@ def build_server(settings: Settings, *, reader: SourceReader | None = None) -> I
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Deps]) -> AsyncIterator[Deps]:
+        from server.mcp_batch import resume_runs
         from server.remote import authenticates
         from server.stores.scoped import Principals
 
         async with opened(settings, reader=reader) as deps:
             server.current = deps
             server.principals = Principals(settings) if authenticates(settings) else None
+            await resume_runs(deps, settings)
             try:
                 yield deps
             finally:
@@ -119,6 +124,7 @@ def build_server(settings: Settings, *, reader: SourceReader | None = None) -> I
         request_state_security=state_security(settings),
         **auth_options(settings),  # streamable-http with authentication only
     )
+    from server.mcp_batch import register_batch
     from server.mcp_resources import register_resources
     from server.mcp_tools import register_tools
     from server.mcp_workflow import register_workflow_tool
@@ -126,6 +132,7 @@ def build_server(settings: Settings, *, reader: SourceReader | None = None) -> I
     server.state_dir = settings.resolved_state_dir() if settings.store == "sqlite" else None
     register_tools(server)
     register_workflow_tool(server)
+    register_batch(server, settings)
     register_resources(server, lambda: server.current)
     register_prompts(server)
     return server

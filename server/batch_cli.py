@@ -14,9 +14,8 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any, TypeVar, get_args
+from typing import get_args
 
 import anyio
 from mcp.server.mcpserver.exceptions import ToolError
@@ -36,21 +35,16 @@ from server.cli import (
 )
 from server.settings import Settings
 from tools import batch
-from tools.batch_api import BatchState
 from tools.batch_direct import Progress
+from tools.batch_schema import check_strict
+from tools.batch_sources import IMAGE_SUFFIXES
 from tools.batch_spec import BatchSpec
 from tools.deps import Deps
 from tools.models import Detail
-from tools.ports import ChatReply, Upstream, UpstreamFailure
+from tools.ports import UpstreamFailure
 
-T = TypeVar("T")
 log = logging.getLogger("imagechat.batch")
-IMAGE_SUFFIXES = frozenset(
-    {".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
-)
 LOG_EVERY = 5.0  # seconds between progress lines when not on a terminal
-OPENAI_HOSTS = ("api.openai.com",)
-AUTO_BATCH_API_FROM = 1000  # images left: from here `--via auto` uses the Batch API on OpenAI's own API
 
 
 def parser() -> argparse.ArgumentParser:
@@ -143,6 +137,7 @@ def read_schema(name: str | None) -> dict[str, object] | None:
         raise ToolError(f"--json-schema {name} is not JSON: {exc}") from None
     if not isinstance(schema, dict):
         raise ToolError(f"--json-schema {name} must hold a JSON object.")
+    check_strict(schema)
     return schema
 
 
@@ -159,44 +154,31 @@ def settings_for(args: argparse.Namespace, paths: list[str]) -> Settings:
     return settings
 
 
-def choose_via(via: str, settings: Settings, images: int) -> batch.Via:
-    if via != "auto":
-        return "batch-api" if via == "batch-api" else "direct"
-    on_openai = any(host in (settings.base_url or "https://api.openai.com/v1") for host in OPENAI_HOSTS)
-    return "batch-api" if on_openai and images >= AUTO_BATCH_API_FROM else "direct"
-
-
 async def job(
     deps: Deps, settings: Settings, args: argparse.Namespace, paths: list[str], schema: dict[str, object] | None
 ) -> int:
-    instructions = None
-    if args.preset is not None:
-        if args.preset not in deps.presets:
-            raise ToolError(f"Unknown preset {args.preset!r}. Presets: {', '.join(sorted(deps.presets))}.")
-        instructions = deps.presets[args.preset]
+    from server.batch_service import backend_of
+
     spec = BatchSpec(
         paths=tuple(paths),
         prompt=args.prompt,
         out=Path(absolute(args.out)),
         model=args.run_model or deps.default_model,
         detail=args.detail,
-        instructions=instructions,
+        instructions=batch.instructions_of(deps, args.preset),
         schema=schema,
     )
-    ledger = await batch.start(deps, spec)
-    left = len(ledger.pending())
-    estimate = await batch.estimate(deps, ledger)
-    via = choose_via(args.via, settings, left)
-    say(f"run {spec.run_id}: {len(paths)} images, {len(paths) - left} already answered; via {via}")
-    said = estimate.text() + ("; the Batch API charges half of this" if via == "batch-api" else "")
+    backend = backend_of(deps.upstream, settings)
+    planned = await batch.plan(deps, spec, via=args.via, backend=backend)
+    left = len(paths) - planned.already
+    say(f"run {spec.run_id}: {len(paths)} images, {planned.already} already answered; via {planned.via}")
+    said = planned.estimate.text() + ("; the Batch API charges half of this" if planned.via == "batch-api" else "")
     say(f"estimated cost: {said}")
     if args.dry_run or left == 0:
         return EXIT_OK
     progress = Progress(total=left, changed=Reporter(left).show)
-    service = OpenAIBatches(deps.upstream) if via == "batch-api" else None
-    poll = float(os.environ.get("IMAGECHAT_BATCH_POLL_SECONDS", "30"))  # a test hook: the fake is quick
-    await batch.run(
-        deps, ledger, via=via, concurrency=args.concurrency, progress=progress, service=service, poll_seconds=poll
+    await batch.execute(
+        deps, planned.ledger, via=planned.via, concurrency=args.concurrency, progress=progress, backend=backend
     )
     Reporter.end()
     say(
@@ -243,55 +225,3 @@ class Reporter:
     def end() -> None:
         if sys.stderr.isatty():
             sys.stderr.write("\n")
-
-
-class OpenAIBatches:
-    """tools/batch_api.py's BatchService on the OpenAI SDK client of the server's upstream adapter."""
-
-    def __init__(self, upstream: Upstream) -> None:
-        from server.upstream import OpenAIUpstream
-
-        if not isinstance(upstream, OpenAIUpstream):
-            raise ToolError("--via batch-api needs an OpenAI-compatible upstream; use --via direct.")
-        self.upstream = upstream
-
-    async def upload(self, name: str, data: bytes) -> str:
-        return (
-            await self.call(
-                self.upstream.client().files.create(file=(name, data, "application/jsonl"), purpose="batch")
-            )
-        ).id
-
-    async def create(self, file_id: str) -> str:
-        made = self.upstream.client().batches.create(
-            input_file_id=file_id, endpoint="/v1/responses", completion_window="24h"
-        )
-        return (await self.call(made)).id
-
-    async def state(self, batch_id: str) -> BatchState:
-        found = await self.call(self.upstream.client().batches.retrieve(batch_id))
-        return BatchState(found.status, found.output_file_id, found.error_file_id)
-
-    async def content(self, file_id: str) -> bytes:
-        return (await self.call(self.upstream.client().files.content(file_id))).content
-
-    def reply(self, body: dict[str, Any], model: str) -> ChatReply:
-        from openai.types.responses import Response
-
-        from server.upstream_responses import reply_of
-
-        found = reply_of(Response.model_validate(body), model=model, background=False, stored=False)
-        if found is None:
-            raise UpstreamFailure("The batch returned a response that had not finished.")
-        return found
-
-    async def call(self, pending: Awaitable[T]) -> T:
-        """The SDK call, its failure worded as the other upstream calls are (exit code 3)."""
-        import openai
-
-        from server.upstream_errors import explain
-
-        try:
-            return await pending
-        except openai.APIError as exc:
-            raise UpstreamFailure(explain(exc, base_url=self.upstream.base_url, model="")) from None

@@ -46,6 +46,10 @@ from server import failures, fair_use, listing, logsafe, summaries
 from server.stores.scoped import Principals, principal_of
 from tools.deps import Deps
 
+# Tools whose arguments shape their own run, never a conversation: not where another tool's argument belongs
+# (chat(detail=...) is told set_options, not run_batch).
+SELF_CONTAINED = frozenset({"run_batch"})
+
 
 def app_only(tool: Tool) -> bool:
     ui = (tool.meta or {}).get("ui")
@@ -115,7 +119,8 @@ class ImageChatServer(MCPServer[Deps]):
             raise MCPError(
                 code=INVALID_PARAMS, message=unknown_tool(name, [n for n in schemas if n not in self.app_only])
             )
-        seen = {other: schema for other, schema in schemas.items() if other == name or other not in self.app_only}
+        away = self.app_only | SELF_CONTAINED
+        seen = {other: schema for other, schema in schemas.items() if other == name or other not in away}
         refusal = checks.unknown_arguments(name, arguments, seen)
         if refusal:
             raise ToolError(f"Error executing tool {name}: {refusal}")

@@ -5,11 +5,14 @@ never reads:
 - input schemas keep every argument, type, bound, enum and description, but lose pydantic's generated titles, the
   `default: null` of optional arguments and the `anyOf [X, null]` wrapping: an optional argument is one left out
   of `required`, so it is listed as X (the server still takes an explicit null);
-- output schemas are shallow: every top-level field by name; the ids and the fields that guide the next step
-  (status, turn, text, notes, what waits for the next turn) with their type and a short description. The structured
+- output schemas are shallow: every top-level field by name; the fields that guide the next step (status, turn,
+  text, notes, what waits for the next turn) with their type and a short description (an id is a string). The structured
   content is the same; only its advertised shape is terser, so every result still validates against it. The chat
   result, which run_workflow nests by node id, is described once, under chat;
-- descriptions written as docstrings lose their line breaks and indentation.
+- descriptions written as docstrings lose their line breaks and indentation;
+- `additionalProperties: true` (JSON Schema's default) is left out, and so are the annotations that say what MCP
+  assumes when a hint is absent (readOnlyHint false, idempotentHint false, destructiveHint true); openWorldHint
+  stays, since clients read it as "may reach the outside world" and most of these tools do.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from mcp_types import Tool
+from mcp_types import Tool, ToolAnnotations
 
 # Output fields whose description tells the caller what to do next; every other output description is dropped.
 GUIDING = frozenset({"status", "turn", "text", "pending_images", "pending_files", "notes", "chats", "previews"})
@@ -41,7 +44,7 @@ def compact_node(node: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in node.items():
         if key == "title" and isinstance(value, str):
             continue
-        if key == "default" and value is None:
+        if (key == "default" and value is None) or (key == "additionalProperties" and value is True):
             continue
         if key in ("properties", "$defs") and isinstance(value, Mapping):
             out[key] = {name: compact_node(item) for name, item in value.items()}
@@ -57,10 +60,13 @@ def compact_node(node: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def nullable(node: dict[str, Any]) -> dict[str, Any]:
-    """`anyOf: [{type: X, ...}, {type: null}]` as `{type: X, ...}` (see the module docstring)."""
+    """`anyOf: [{type: X, ...}, {type: null}]` as `{type: X, ...}`, and null left out of a longer anyOf (see the
+    module docstring)."""
     options = node.get("anyOf")
-    if not isinstance(options, list) or len(options) != 2 or {"type": "null"} not in options:
+    if not isinstance(options, list) or {"type": "null"} not in options:
         return node
+    if len(options) > 2:
+        return {**node, "anyOf": [item for item in options if item != {"type": "null"}]}
     other = next(item for item in options if item != {"type": "null"})
     if "$ref" in other:
         return node
@@ -74,7 +80,7 @@ def shallow_output(schema: Mapping[str, Any]) -> dict[str, Any]:
     properties: dict[str, Any] = {}
     for name, field in (schema.get("properties") or {}).items():
         shape: dict[str, Any] = {}
-        if name in GUIDING or name.endswith("_id"):
+        if name in GUIDING:
             shape["type"] = kinds(field)
         if name in GUIDING and field.get("description"):
             shape["description"] = tidy(field["description"])
@@ -106,6 +112,16 @@ def kind_list(field: Mapping[str, Any]) -> list[str]:
     return sorted(SCALARS | {"object", "array"})
 
 
+def lean(annotations: ToolAnnotations | None) -> ToolAnnotations | None:
+    """The hints that differ from what MCP assumes when one is absent (see the module docstring)."""
+    if annotations is None:
+        return None
+    defaults = {"read_only_hint": False, "idempotent_hint": False, "destructive_hint": True}
+    return annotations.model_copy(
+        update={name: None for name, value in defaults.items() if getattr(annotations, name) is value}
+    )
+
+
 def shaped(tool: Tool, *, app_only: bool = False) -> Tool:
     """The tool as listed: compact input schema, shallow output schema, tidy description. An app-only tool has no
     output schema: only the app calls it, and the app reads its structured content as it comes."""
@@ -114,5 +130,6 @@ def shaped(tool: Tool, *, app_only: bool = False) -> Tool:
             "description": tidy(tool.description),
             "input_schema": compact_input(tool.input_schema),
             "output_schema": shallow_output(tool.output_schema) if tool.output_schema and not app_only else None,
+            "annotations": lean(tool.annotations),
         }
     )

@@ -142,8 +142,8 @@ def register_view_tools(apps: Apps) -> None:
     async def show_conversation(
         ctx: Context[Deps, Any], conversation_id: ConversationId = "default"
     ) -> Annotated[CallToolResult, ConversationView]:
-        """Show the person the conversation: images, turns, branches, options, pending attachments and cost.
-        MCP Apps hosts render it interactively; others get the same as text."""
+        """Show the person the conversation (images, turns, branches, options, cost): interactive in MCP Apps
+        hosts, as text elsewhere."""
         view = await load_view(deps_of(ctx), conversation_id)
         return CallToolResult(
             content=[TextContent(type="text", text=view_text(view))], structured_content=view.model_dump(mode="json")

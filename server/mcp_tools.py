@@ -68,8 +68,8 @@ def register_tools(server: MCPServer[Deps]) -> None:
     )
     @takes(parameters_of(load_step.load_image))
     async def load_image(ctx: Context[Deps, Any], **arguments: Any) -> load_step.LoadImageResult:
-        """Load images for the next chat turn (Load Image / Batch Images): stored once by content, EXIF-rotated;
-        if any source fails, nothing is attached."""
+        """Load images for the next chat turn (Load Image / Batch Images), EXIF-rotated; if any source fails,
+        none is attached."""
         return await load_step.load_image(deps_of(ctx), **arguments)
 
     @server.tool(
@@ -80,7 +80,7 @@ def register_tools(server: MCPServer[Deps]) -> None:
     )
     @takes(parameters_of(attach_step.attach_file))
     async def attach_file(ctx: Context[Deps, Any], **arguments: Any) -> attach_step.AttachFileResult:
-        """Attach a document to the conversation's next chat turn (ComfyUI's Input Files node)."""
+        """Attach documents for the next chat turn (ComfyUI's Input Files node)."""
         return await attach_step.attach_file(deps_of(ctx), **arguments)
 
     @server.tool(
@@ -97,7 +97,7 @@ def register_tools(server: MCPServer[Deps]) -> None:
         ctx: Context[Deps, Any], conversation_id: ConversationId = "default", **changes: Any
     ) -> options_step.OptionsResult:
         """Set the conversation's options (ComfyUI's Advanced Options node, and more): only those given change;
-        values the model cannot take are refused. Returns the options in force."""
+        values the model cannot take are refused."""
         return await options_step.set_options(deps_of(ctx), conversation_id, options_step.OptionChanges(**changes))
 
     @server.tool(
@@ -108,8 +108,8 @@ def register_tools(server: MCPServer[Deps]) -> None:
     )
     @takes(parameters_of(chat_step.chat, leave_out={"progress"}))
     async def chat(ctx: Context[Deps, Any], **arguments: Any) -> chat_step.ChatResult:
-        """Send one turn (ComfyUI's OpenAI Chat node): prompt, then images, then files. Returns the answer with
-        status, usage and turn number; a slow answer returns status 'running': fetch it with chat(turn=<n>)."""
+        """Send one turn (ComfyUI's OpenAI Chat node): prompt, then images, then files. A slow answer returns
+        status 'running': fetch it with chat(turn=<n>)."""
         return await chat_step.chat(deps_of(ctx), progress=progress_of(ctx), **arguments)
 
     @server.tool(

@@ -28,8 +28,8 @@ def register_workflow_tool(server: MCPServer[Deps]) -> None:
         dry_run: workflow_step.WorkflowDryRunArg = False,
     ) -> workflow_step.WorkflowResult:
         """Run a ComfyUI OpenAI Chat workflow (LoadImage, image batches, OpenAIChatConfig, OpenAIInputFiles,
-        OpenAIChatNode, PreviewAny; muted and bypassed nodes honoured): each PreviewAny's text and chat node's
-        result by node id. Anything it cannot run is refused before any model call."""
+        OpenAIChatNode, PreviewAny; muted and bypassed nodes honoured); anything else is refused before any model
+        call."""
         deps: Deps = ctx.request_context.lifespan_context
         folder = None
         if input_dir is not None and input_dir.strip():

@@ -58,6 +58,7 @@ class Settings:
     max_prompt_chars: int = DEFAULTS["max_prompt_chars"]
     wait_seconds: float = DEFAULTS["wait_seconds"]
     background: str = DEFAULTS["background"]
+    batch_poll_seconds: float = DEFAULTS["batch_poll_seconds"]
     keep_conversations_days: float = DEFAULTS["keep_conversations_days"]
     keep_conversations_mb: float = DEFAULTS["keep_conversations_mb"]
     keep_variants_days: float = DEFAULTS["keep_variants_days"]

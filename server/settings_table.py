@@ -222,6 +222,13 @@ SPECS: tuple[Spec, ...] = (
         choices=("auto", "always", "never"),
     ),
     Spec(
+        "batch_poll_seconds",
+        "How often a bulk run on OpenAI's Batch API (`batch --via batch-api`, run_batch) asks whether its batches "
+        "are done, in seconds.",
+        30.0,
+        float,
+    ),
+    Spec(
         "keep_conversations_days",
         "Conversations unchanged for this many days are removed by `imagechat-mcp prune`, with the images and "
         "files no kept conversation refers to. 0 keeps them forever.",

@@ -149,12 +149,24 @@ def workflow_dry_run(result: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def batch_started(result: Mapping[str, Any]) -> str:
+    run = result["run_id"]
+    cost = result.get("estimated_cost")
+    priced = f"; at most ${cost:.4f} for the rest" if cost is not None else "; no price known for the model"
+    return (
+        f"Run {run} {result['status']} via {result['via']}: {plural(result['images'], 'image')}, "
+        f"{result['already_answered']} already answered{priced}. "
+        f"preview(target='batch:{run}') shows progress and results; batch://{run} has them all."
+    )
+
+
 SUMMARIES: dict[str, Summary] = {
     "load_image": loaded,
     "attach_file": attached,
     "set_options": options_set,
     "chat": chatted,
     "run_workflow": workflow_ran,
+    "run_batch": batch_started,
     "app_chat": chatted,
     "app_rerun": chatted,
     "app_set_options": options_set,

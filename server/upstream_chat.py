@@ -14,6 +14,7 @@ import anyio
 
 from server.upstream_errors import upstream_message
 from server.upstream_responses import content, cut_off_guard, data_url
+from tools.batch_schema import text_format
 from tools.model_rules import detail_for_api
 from tools.models import Usage
 from tools.ports import ChatReply, ChatRequest, FilePart, ImagePart, Listener, Part, TextPart
@@ -91,6 +92,9 @@ def body(request: ChatRequest, *, openai_host: bool) -> dict[str, Any]:
         out["top_p"] = options.top_p
     if options.response_format == "json":
         out["response_format"] = {"type": "json_object"}
+    if request.json_schema is not None:
+        named = {key: value for key, value in text_format(request.json_schema).items() if key != "type"}
+        out["response_format"] = {"type": "json_schema", "json_schema": named}
     return out
 
 

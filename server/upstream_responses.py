@@ -10,6 +10,7 @@ import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 
 from server.logsafe import cut, redact
+from tools.batch_schema import text_format
 from tools.models import Usage
 from tools.ports import ChatReply, ChatRequest, ImagePart, Listener, Message, Part, TextPart, UpstreamFailure
 
@@ -81,6 +82,8 @@ def body(request: ChatRequest, *, background: bool) -> dict[str, Any]:
         out["top_p"] = options.top_p
     if options.response_format == "json":
         out["text"] = {"format": {"type": "json_object"}}
+    if request.json_schema is not None:
+        out["text"] = {"format": text_format(request.json_schema)}
     return out
 
 

@@ -1,5 +1,6 @@
 """OpenAI's Files and Batch API for the fake upstream: /v1/files (upload, retrieve, content) and /v1/batches
-(create, retrieve), with real JSONL in and out.
+(create with metadata, retrieve, list newest first with the `after`/`limit` cursor the SDK pages with), with real
+JSONL in and out.
 
 A batch's lines are answered by the fake's normal logic for POST /v1/responses (`FakeUpstream.answer_line`:
 the spec check, scripted failures, the model check, queued replies), when the batch is retrieved for the
@@ -15,6 +16,7 @@ import secrets
 import threading
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 if TYPE_CHECKING:
     from tests.fake_upstream import FakeUpstream
@@ -30,9 +32,11 @@ class FakeBatches:
         self.polls = 2  # retrieves before a batch completes (the first ones see it in progress)
         self.seen: dict[str, int] = {}
         self.lines_answered = 0  # lines of every batch run so far
+        self.created_bodies: list[JSONDict] = []  # the body of every POST /v1/batches
+        self.list_calls = 0  # GET /v1/batches (pages)
         self._lock = threading.Lock()
 
-    def route(self, method: str, path: str, headers: Any, raw: bytes) -> tuple[int, bytes, str] | None:
+    def route(self, method: str, path: str, headers: Any, raw: bytes, query: str = "") -> tuple[int, bytes, str] | None:
         """(status, payload, content type) for a files or batches route, else None."""
         if method == "POST" and path == "/v1/files":
             return self._json(self.upload(headers.get("Content-Type", ""), raw))
@@ -44,6 +48,8 @@ class FakeBatches:
             return self._json(self._file(file_id)) if file_id in self.files else self._missing("file")
         if method == "POST" and path == "/v1/batches":
             return self._json(self.create(json.loads(raw)))
+        if method == "GET" and path == "/v1/batches":
+            return self._json(self.listed(dict(parse_qsl(query))))
         if method == "GET" and path.startswith("/v1/batches/"):
             batch_id = path.removeprefix("/v1/batches/")
             return self._json(self.retrieve(batch_id)) if batch_id in self.batches else self._missing("batch")
@@ -90,10 +96,30 @@ class FakeBatches:
             "output_file_id": None,
             "error_file_id": None,
             "request_counts": {"total": 0, "completed": 0, "failed": 0},
+            "metadata": body.get("metadata"),
         }
         with self._lock:
             self.batches[batch_id] = batch
+            self.created_bodies.append(body)
         return batch
+
+    def listed(self, query: dict[str, str]) -> JSONDict:
+        """GET /v1/batches: newest first, `limit` at a time, after the id `after` (the SDK's cursor paging)."""
+        with self._lock:
+            newest = [dict(batch) for batch in reversed(self.batches.values())]
+        self.list_calls += 1
+        if "after" in query:
+            ids = [batch["id"] for batch in newest]
+            newest = newest[ids.index(query["after"]) + 1 :] if query["after"] in ids else []
+        limit = int(query.get("limit", 20))
+        page = newest[:limit]
+        return {
+            "object": "list",
+            "data": page,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+            "has_more": len(newest) > limit,
+        }
 
     def retrieve(self, batch_id: str) -> JSONDict:
         with self._lock:

@@ -499,7 +499,7 @@ class FakeUpstream:
             if path.startswith(("/v1/files", "/v1/batches")):
                 self._check_auth(h)
                 self._take_failure(path)
-                found = self.batches.route(h.command, path, h.headers, raw)
+                found = self.batches.route(h.command, path, h.headers, raw, url.query)
                 if found is None:
                     raise _api_error(404, f"Invalid URL ({h.command} {path})")
                 self._send(h, *found)

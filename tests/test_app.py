@@ -31,6 +31,7 @@ MODEL_TOOLS = {
     "run_workflow",
     "show_conversation",
     "clear_pending",
+    "run_batch",
 }
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from server.app import opened
-from server.batch_cli import OpenAIBatches
+from server.batch_service import OpenAIBatches
 from server.settings import Settings
 from tests.fake_upstream import FakeUpstream, Reply
 from tests.test_batch_cli import ROOT, environment

@@ -1,15 +1,21 @@
 """The Batch API path: JSONL request files within OpenAI's limits, uploaded, batched, polled, joined by custom_id.
 
-Each batch's record in the manifest ("batch:<id>": its custom ids -> image) is written as soon as the batch is
-created, so a restarted run polls the batches it made instead of sending their images again. Answered lines
-become results (at half the price: the Batch API's discount); lines refused (4xx) become failed results; lines
-that failed for a passing reason, or that an expired batch never reached, are left for a rerun.
+Exactly once at the Batch API's edge: each request file is uploaded and recorded in the manifest as a part
+("part:<n>": its custom ids -> image, its input file) before its batch is created, and the batch is created with
+metadata naming the run and the part. The batch's own record ("batch:<id>") follows. A run restarted between the
+two finds the batch already made for that part (listing the batches by their metadata) and adopts it instead of
+creating another; a part whose batch was never made gets it then. So a restarted run polls the batches it made
+and never sends their images again.
+
+Answered lines become results (at half the price: the Batch API's discount); lines refused (4xx) become failed
+results; lines that failed for a passing reason, or that an expired batch never reached, are left for a rerun.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -36,10 +42,14 @@ class BatchState:
 
 
 class BatchService(Protocol):
-    """OpenAI's Files and Batches endpoints (server/batch_cli.py implements it on the SDK)."""
+    """OpenAI's Files and Batches endpoints (server/batch_service.py implements it on the SDK)."""
 
     async def upload(self, name: str, data: bytes) -> str: ...
-    async def create(self, file_id: str) -> str: ...
+    async def create(self, file_id: str, metadata: dict[str, str]) -> str: ...
+    async def find(self, metadata: dict[str, str], since: float) -> str | None:
+        """The id of a batch made with this metadata at or after `since` (a Unix time), if any."""
+        ...
+
     async def state(self, batch_id: str) -> BatchState: ...
     async def content(self, file_id: str) -> bytes: ...
     def reply(self, body: dict[str, Any], model: str) -> ChatReply:
@@ -82,14 +92,48 @@ class Submitter:
         if not self.lines:
             return
         run = self.ledger.run_id
-        file_id = await self.service.upload(f"{run}-{len(self.made)}.jsonl", b"".join(self.lines))
-        batch_id = await self.service.create(file_id)
-        record = {"ids": self.ids, "input_file_id": file_id, "joined": False}
-        await self.ledger.store.put_batch_record(run, f"batch:{batch_id}", json.dumps(record))
-        self.ledger.records[f"batch:{batch_id}"] = json.dumps(record)
+        part = sum(1 for item in self.ledger.records if item.startswith("part:"))
+        file_id = await self.service.upload(f"{run}-{part}.jsonl", b"".join(self.lines))
+        record = {"ids": self.ids, "input_file_id": file_id, "part": part, "at": time.time()}
+        await remember(self.ledger, f"part:{part}", record)
+        batch_id = await made_for(self.ledger, self.service, record, adopt=False)
         log.info("batch %s: %d requests, %d bytes", batch_id, len(self.lines), self.size)
         self.made.append(batch_id)
         self.lines, self.size, self.ids = [], 0, {}
+
+
+async def remember(ledger: Ledger, item: str, record: dict[str, Any]) -> None:
+    ledger.records[item] = json.dumps(record)
+    await ledger.store.put_batch_record(ledger.run_id, item, ledger.records[item])
+
+
+def metadata_of(ledger: Ledger, part: int) -> dict[str, str]:
+    return {"imagechat_run": ledger.run_id, "imagechat_part": str(part)}
+
+
+async def made_for(ledger: Ledger, service: BatchService, part: dict[str, Any], *, adopt: bool) -> str:
+    """The batch of a recorded part: with `adopt`, one already made for it (a run stopped before recording it),
+    else a new one; recorded in the manifest."""
+    metadata = metadata_of(ledger, int(part["part"]))
+    batch_id = await service.find(metadata, float(part["at"]) - 60) if adopt else None
+    if batch_id is not None:
+        log.info("part %s: adopting batch %s, made before the run stopped", part["part"], batch_id)
+    else:
+        batch_id = await service.create(part["input_file_id"], metadata)
+    record = {"ids": part["ids"], "input_file_id": part["input_file_id"], "part": part["part"], "joined": False}
+    await remember(ledger, f"batch:{batch_id}", record)
+    return batch_id
+
+
+async def settle_parts(ledger: Ledger, service: BatchService) -> None:
+    """Every part recorded without its batch gets one: the batch made for it if there is one, else a new one."""
+    with_batch = {
+        json.loads(record).get("part") for item, record in ledger.records.items() if item.startswith("batch:")
+    }
+    for item, record in list(ledger.records.items()):
+        part = json.loads(record) if item.startswith("part:") else None
+        if part is not None and part["part"] not in with_batch:
+            await made_for(ledger, service, part, adopt=True)
 
 
 async def line_for(deps: Deps, ledger: Ledger, path: str) -> tuple[str, dict[str, Any]]:
@@ -139,6 +183,15 @@ async def submit(deps: Deps, ledger: Ledger, service: BatchService, paths: list[
     await submitter.flush()
 
 
+def in_batches(ledger: Ledger) -> bool:
+    """Whether images of the run wait in batches (made, or recorded to be made): a rerun must poll them, not ask
+    for those images directly (they would be paid for twice)."""
+    made = {json.loads(record).get("part") for item, record in ledger.records.items() if item.startswith("batch:")}
+    unmade = any(item.startswith("part:") and json.loads(record)["part"] not in made
+                 for item, record in ledger.records.items())  # fmt: skip
+    return unmade or bool(open_batches(ledger))
+
+
 def open_batches(ledger: Ledger) -> dict[str, dict[str, Any]]:
     found = {}
     for item, record in ledger.records.items():
@@ -151,6 +204,7 @@ def open_batches(ledger: Ledger) -> dict[str, dict[str, Any]]:
 
 async def run_batch_api(deps: Deps, ledger: Ledger, service: BatchService, *, progress: Progress,
                         poll_seconds: float = 30.0, limits: FileLimits | None = None) -> None:  # fmt: skip
+    await settle_parts(ledger, service)
     waiting = {ids[0] for data in open_batches(ledger).values() for ids in data["ids"].values()}
     paths = [path for path in ledger.pending() if path not in waiting]
     if waiting:
@@ -187,8 +241,7 @@ async def join(ledger: Ledger, service: BatchService, batch_id: str, data: dict[
         log.warning("batch %s ended %s with %d requests unanswered; a rerun sends them again", batch_id,
                     state.status, len(ids))  # fmt: skip
     data["joined"] = True
-    await ledger.store.put_batch_record(ledger.run_id, f"batch:{batch_id}", json.dumps(data))
-    ledger.records[f"batch:{batch_id}"] = json.dumps(data)
+    await remember(ledger, f"batch:{batch_id}", data)
 
 
 def outcome(ledger: Ledger, service: BatchService, path: str, image_id: str | None,

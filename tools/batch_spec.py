@@ -4,7 +4,8 @@ Exactly once: a result is appended to the results file first, then recorded in t
 are reconciled (`Ledger.open`): a line in the file that the manifest lacks is recorded, a result the manifest
 holds that the file lacks (a deleted or truncated file) is written again, and a half-written last line (the
 process killed mid-write) is cut off. So a crash between the two steps never writes a result twice, and an
-image with a result is never sent again.
+image with a result is never sent again. A run started by the run_batch tool has no results file (`out` is
+NO_FILE): its manifest is where its results are (preview and the batch:// resource read them there).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import csv
 import io
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,9 @@ from tools.models import Detail
 from tools.ports import Store
 
 RUN_ITEM = ""  # the manifest item holding the run's own record
+# Manifest items that are not images: the Batch API's batches and the parts written ahead of them (tools/batch_api.py).
+OWN_ITEMS = ("batch:", "part:")
+NO_FILE = Path()  # `out` of a run whose results stay in the manifest: "." is a folder, never a results file
 CSV_COLUMNS = ("path", "image_id", "status", "answer", "input_tokens", "output_tokens", "cost", "error")
 
 
@@ -31,21 +36,50 @@ class BatchSpec:
 
     paths: tuple[str, ...]  # in the run's stable order; not part of the run's id, so a grown folder continues
     prompt: str
-    out: Path
+    out: Path  # the results file; NO_FILE: the results are in the manifest only (a run_batch run)
     model: str
     detail: Detail = "auto"
     instructions: str | None = None
     schema: dict[str, Any] | None = None
+    sources: tuple[str, ...] = ()  # what run_batch was given (files and folders): part of its run's id
 
     @property
     def run_id(self) -> str:
-        """The same command with the same --out is the same run (so rerunning it continues it)."""
-        key = {k: v for k, v in asdict(self).items() if k != "paths"}
-        key["out"] = str(self.out.resolve())
+        """The same command with the same --out (the same run_batch arguments) is the same run, so asking again
+        continues it."""
+        key = {k: v for k, v in asdict(self).items() if k not in ("paths", "sources")}
+        key["out"] = str(self.out.resolve()) if self.writes_file else None
+        if self.sources:
+            key["sources"] = list(self.sources)
         return content_id("batch", json.dumps(key, sort_keys=True).encode())
 
+    @property
+    def writes_file(self) -> bool:
+        return self.out != NO_FILE
+
     def summary(self) -> dict[str, Any]:
-        return {"out": str(self.out), "prompt": self.prompt, "model": self.model, "images": len(self.paths)}
+        out = str(self.out) if self.writes_file else None
+        return {"out": out, "prompt": self.prompt, "model": self.model, "images": len(self.paths)}
+
+    def record(self) -> dict[str, Any]:
+        """Everything needed to run it again after a restart (`from_record`)."""
+        found = asdict(self)
+        found["out"] = str(self.out) if self.writes_file else None
+        return found
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> BatchSpec:
+        out = record.get("out")
+        return cls(
+            paths=tuple(record["paths"]),
+            prompt=record["prompt"],
+            out=NO_FILE if out is None else Path(out),
+            model=record["model"],
+            detail=record.get("detail", "auto"),
+            instructions=record.get("instructions"),
+            schema=record.get("schema"),
+            sources=tuple(record.get("sources") or ()),
+        )
 
 
 @dataclass
@@ -117,8 +151,22 @@ class Ledger:
 
     async def open(self) -> None:
         """Reconcile the file and the manifest (see the module docstring), and record the run."""
-        self.spec.out.parent.mkdir(parents=True, exist_ok=True)
         self.records = await self.store.get_batch_records(self.run_id)
+        in_file = await self._reconcile_file() if self.spec.writes_file else {}
+        for path, record in self.records.items():
+            if path == RUN_ITEM or path in in_file or path.startswith(OWN_ITEMS):
+                continue
+            row = json.loads(record)
+            if self.spec.writes_file:
+                self._write(encode(Result(**row), as_csv=self.as_csv))
+            self.done[path] = str(row.get("status"))
+        before = json.loads(self.records.get(RUN_ITEM) or "{}")
+        run = {**self.spec.summary(), "id": self.run_id, "spec": self.spec.record()}
+        run["created"] = before.get("created") or time.time()
+        await self.store.put_batch_record(self.run_id, RUN_ITEM, json.dumps(run))
+
+    async def _reconcile_file(self) -> dict[str, dict[str, Any]]:
+        self.spec.out.parent.mkdir(parents=True, exist_ok=True)
         rows = read_rows(self.spec.out)
         in_file = {str(row["path"]): row for row in rows}
         if not self.spec.out.exists() or self.spec.out.stat().st_size == 0:
@@ -127,20 +175,14 @@ class Ledger:
             self.done[path] = str(row.get("status") or "done")
             if path not in self.records:
                 await self._remember(path, row)
-        for path, record in self.records.items():
-            if path == RUN_ITEM or path in in_file or path.startswith("batch:"):
-                continue
-            row = json.loads(record)
-            self._write(encode(Result(**row), as_csv=self.as_csv))
-            self.done[path] = str(row.get("status"))
-        run = {**self.spec.summary(), "id": self.run_id}
-        await self.store.put_batch_record(self.run_id, RUN_ITEM, json.dumps(run))
+        return in_file
 
     async def record(self, result: Result) -> None:
         """Written to the file first, then to the manifest (see the module docstring)."""
         if result.path in self.done:
             return
-        self._write(encode(result, as_csv=self.as_csv))
+        if self.spec.writes_file:
+            self._write(encode(result, as_csv=self.as_csv))
         self.done[result.path] = result.status
         await self._remember(result.path, result.row())
 

@@ -44,18 +44,12 @@ class Transient(Exception):
 
 
 def options_of(spec: BatchSpec) -> Options:
-    return Options(
-        model=spec.model,
-        instructions=spec.instructions,
-        detail=spec.detail,
-        response_format="json" if spec.schema is not None else "text",
-    )
+    return Options(model=spec.model, instructions=spec.instructions, detail=spec.detail)
 
 
 def prompt_of(spec: BatchSpec) -> str:
-    if spec.schema is None:
-        return spec.prompt
-    return f"{spec.prompt}\n\nAnswer with one JSON object matching this JSON schema:\n{json.dumps(spec.schema)}"
+    """The prompt as sent: a schema goes as the request's format (strict structured outputs), not in the text."""
+    return spec.prompt
 
 
 async def prepare(deps: Deps, spec: BatchSpec, path: str) -> ImagePart:
@@ -81,7 +75,8 @@ async def prepare(deps: Deps, spec: BatchSpec, path: str) -> ImagePart:
 
 
 def request_of(spec: BatchSpec, part: ImagePart) -> ChatRequest:
-    return ChatRequest(options=options_of(spec), messages=[compose(prompt_of(spec), [part], [])], store=False)
+    message = compose(prompt_of(spec), [part], [])
+    return ChatRequest(options=options_of(spec), messages=[message], store=False, json_schema=spec.schema)
 
 
 async def ask(deps: Deps, spec: BatchSpec, part: ImagePart) -> ChatReply:

@@ -39,20 +39,16 @@ MAX_WAIT = 3600  # seconds: the longest a call may wait for its answer
 START_GRACE = 1.0
 
 # The step's arguments, declared once: the MCP tool's signature and the step below both use them.
-Prompt = Annotated[
-    str | None, Field(description="What to ask or tell the model about the images; required unless turn is given.")
-]
+Prompt = Annotated[str | None, Field(description="Required unless turn is given.")]
 ImageIds = Annotated[
     list[str] | None,
-    Field(description="Image ids to send (default: those loaded since the last turn; [] for a text-only turn)."),
+    Field(description="Image ids (default: those loaded since the last turn; [] for text only)."),
 ]
-FileIds = Annotated[
-    list[str] | None, Field(description="File ids to send (default: those attached since the last turn).")
-]
-PersistContext = Annotated[bool, Field(description="false: a stand-alone turn, without the conversation so far.")]
+FileIds = Annotated[list[str] | None, Field(description="File ids (default: those attached since the last turn).")]
+PersistContext = Annotated[bool, Field(description="false: a stand-alone turn, without the history.")]
 ContinueFrom = Annotated[
     StartingPoint,
-    Field(description="Continue from this earlier turn instead of the last ('start': afresh); later turns are kept."),
+    Field(description="Continue from this earlier turn ('start': afresh); later turns are kept."),
 ]
 TurnModel = Annotated[str | None, Field(description="This turn only.")]
 DryRun = Annotated[
@@ -64,20 +60,19 @@ WaitSeconds = Annotated[
     Field(
         ge=0,
         le=MAX_WAIT,
-        description="Seconds to wait before returning status 'running' (default IMAGECHAT_WAIT_SECONDS; 0: at once).",
+        description="Before answering 'running' (default IMAGECHAT_WAIT_SECONDS; 0: at once).",
     ),
 ]
 TurnNumber = Annotated[
     int | None,
     Field(
         ge=1,
-        description="Fetch this earlier turn's answer (one that came back 'running') instead of asking; no prompt "
-        "needed.",
+        description="Fetch this turn's answer (one that came back 'running') instead of asking.",
     ),
 ]
 CancelTurn = Annotated[
     bool,
-    Field(description="With turn=<n>: stop that running turn (recorded as failed; its attachments wait again)."),
+    Field(description="With turn=<n>: stop it (recorded as failed; its attachments wait again)."),
 ]
 
 
@@ -85,8 +80,7 @@ class ChatResult(BaseModel):
     conversation_id: str
     turn: int | None
     status: str = Field(
-        description="completed, incomplete (see incomplete_reason), running (fetch it with chat(turn=<n>)), "
-        "failed (see error) or dry_run."
+        description="completed, incomplete (see incomplete_reason), running, failed (see error) or dry_run."
     )
     text: str = ""
     model: str

@@ -19,7 +19,8 @@ from tools.running import RunningTurns
 
 T = TypeVar("T")
 MAX_CONVERSATION_ID = 128
-ConversationId = Annotated[str, Field(description="Created on first use.", max_length=MAX_CONVERSATION_ID)]
+# Created on first use: the server's instructions say so once, for every tool that takes one.
+ConversationId = Annotated[str, Field(max_length=MAX_CONVERSATION_ID)]
 
 
 @dataclass(frozen=True)

@@ -25,26 +25,26 @@ from tools.model_check import check_model
 from tools.models import DEFAULT_MAX_OUTPUT_TOKENS, Detail, Options, ReasoningEffort, ResponseFormat, Truncation
 from tools.ports import api_in_use
 
-ModelArg = Annotated[str | None, Field(description="Model, e.g. gpt-4.1-mini, gpt-4o, o3, gpt-5.")]
+ModelArg = Annotated[str | None, Field(description="e.g. gpt-4.1-mini, gpt-4o, o3, gpt-5.")]
 InstructionsArg = Annotated[str | None, Field(description="System instructions; '' clears them.")]
 PresetArg = Annotated[
     str | None, Field(description="Named instructions: image-to-prompt, describe, extract-text, compare.")
 ]
 TruncationArg = Annotated[
     Truncation | None,
-    Field(description="'auto' drops the oldest context when it overflows; 'disabled' fails instead."),
+    Field(description="'auto' drops the oldest context on overflow; 'disabled' fails."),
 ]
 MaxOutputTokensArg = Annotated[
     int | None,
     Field(
         ge=16,
         le=128_000,
-        description=f"Upper bound on the answer, reasoning included. Default {DEFAULT_MAX_OUTPUT_TOKENS}.",
+        description=f"The answer's upper bound, reasoning included. Default {DEFAULT_MAX_OUTPUT_TOKENS}.",
     ),
 ]
 ReasoningEffortArg = Annotated[
     ReasoningEffort | None,
-    Field(description="Reasoning models only; levels depend on the model."),
+    Field(description="Reasoning models only; levels vary by model."),
 ]
 TemperatureArg = Annotated[float | None, Field(ge=0, le=2, description="Non-reasoning models only.")]
 TopPArg = Annotated[float | None, Field(ge=0, le=1, description="Non-reasoning models only.")]
@@ -52,11 +52,11 @@ DetailArg = Annotated[
     Detail | None,
     Field(
         description="low (fewest tokens; 512 px on gpt-4o, gpt-4.1, gpt-5, o3, larger on others), high, auto, or "
-        "original (full size); the result says what it means for the model."
+        "original (full size)."
     ),
 ]
 ResponseFormatArg = Annotated[ResponseFormat | None, Field(description="'json' asks for a JSON object.")]
-ResetArg = Annotated[bool, Field(description="Start from the defaults before applying the rest.")]
+ResetArg = Annotated[bool, Field(description="Back to the defaults first, then the rest.")]
 
 
 @dataclass(frozen=True)

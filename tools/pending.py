@@ -23,7 +23,7 @@ T = TypeVar("T")
 
 DropImages = Annotated[
     list[str] | None,
-    Field(description="Image ids to drop ([] keeps every image). Give neither images nor files to drop all."),
+    Field(description="Image ids to drop ([] keeps all); give neither images nor files to drop all."),
 ]
 DropFiles = Annotated[
     list[str] | None,

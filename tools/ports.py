@@ -195,6 +195,8 @@ class ChatRequest:
     previous_response_id: str | None = None
     # Whether a later turn may continue from this one's stored response; a stand-alone turn is not kept upstream.
     store: bool = True
+    # A JSON schema the answer must match (strict structured outputs: tools/batch_schema.py), for bulk runs.
+    json_schema: dict[str, Any] | None = None
 
 
 @dataclass

@@ -16,7 +16,7 @@ from tools.recovery import refresh
 PreviewFormat = Literal["text", "json", "markdown"]
 # Claude Desktop refuses images over 1 MiB once base64 is added; stay well under.
 THUMBNAIL_BYTES = 400_000
-TARGETS = "'last', 'conversation', 'options', 'pending', 'turn:<n>' or 'image:<image_id>'"
+TARGETS = "'last', 'conversation', 'options', 'pending', 'turn:<n>', 'image:<image_id>' or 'batch:<run_id>'"
 
 # The step's arguments; the MCP tool's parameters are these (server/mcp_tools.py).
 TargetArg = Annotated[
@@ -24,7 +24,7 @@ TargetArg = Annotated[
     Field(
         description=(
             "'last' answer, 'conversation', 'options', 'pending', 'turn:<n>' (its answer; the whole turn with "
-            "format='json') or 'image:<image_id>' (a thumbnail)."
+            "format='json'), 'image:<id>' (a thumbnail) or 'batch:<run_id>'."
         )
     ),
 ]
@@ -46,6 +46,7 @@ class PreviewResult(BaseModel):
     image_mime: str | None = None
     image_bytes: int | None = None
     image: bytes | None = Field(default=None, exclude=True)
+    batch: dict[str, Any] | None = None  # target 'batch:<run_id>': progress and a page of results
 
 
 def render(value: Any, fmt: PreviewFormat) -> str:
@@ -103,6 +104,11 @@ async def preview(
     target = target.strip()
     if target.startswith("image:"):
         return await image_preview(deps, conversation_id, target)
+    if target.startswith("batch:"):
+        from tools import batch_view
+
+        text, view = await batch_view.preview(deps, target, format)
+        return PreviewResult(conversation_id=conversation_id, target=target, text=text, batch=view)
     if target == "options":
         conversation = await deps.conversation(conversation_id, with_turns=False)
         value: Any = conversation.options.model_dump(mode="json")

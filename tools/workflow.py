@@ -35,10 +35,7 @@ from tools.workflow_run import Files, Images, Outputs, Run, preflight, run_nodes
 # The arguments of the run_workflow tool (server/mcp_workflow.py).
 WorkflowArg = Annotated[
     str | dict[str, Any],
-    Field(
-        description="A ComfyUI workflow: its .json path (inside the allowed folders) or the JSON itself, in the "
-        "UI or the API format."
-    ),
+    Field(description="Its .json path (in the allowed folders) or the JSON itself, in ComfyUI's UI or API format."),
 ]
 InputDirArg = Annotated[
     str | None,
@@ -58,7 +55,7 @@ RunNameArg = Annotated[
 
 FreshArg = Annotated[
     bool,
-    Field(description="Ask the models again even if nothing changed (else the last results, like ComfyUI's cache)."),
+    Field(description="Ask the models again even if nothing changed (else cached results, as ComfyUI)."),
 ]
 
 
@@ -68,9 +65,7 @@ class SkippedNode(BaseModel):
     reason: str
 
 
-WorkflowDryRunArg = Annotated[
-    bool, Field(description="Estimate every chat node's tokens and cost without calling any model.")
-]
+WorkflowDryRunArg = Annotated[bool, Field(description="Estimate each chat node's tokens and cost; call no model.")]
 
 
 class WorkflowResult(BaseModel):
