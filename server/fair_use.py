@@ -20,8 +20,8 @@ from mcp_types import CallToolResult
 MB = 1024 * 1024
 WINDOW_SECONDS = 60.0
 # Tools that store something new: refused while a principal is over its stored bytes (chat only when it starts a
-# turn: fetching one, or a dry run, stores nothing).
-STORING = frozenset({"load_image", "attach_file", "chat", "run_workflow"})
+# turn: fetching one, or a dry run, stores nothing; run_batch unless it is a dry run).
+STORING = frozenset({"load_image", "attach_file", "chat", "run_workflow", "run_batch"})
 
 audit_log = logging.getLogger("imagechat.audit")
 
@@ -42,6 +42,8 @@ def starts_turn(tool: str, arguments: Mapping[str, Any]) -> bool:
 
 
 def stores(tool: str, arguments: Mapping[str, Any]) -> bool:
+    if tool == "run_batch":
+        return not arguments.get("dry_run")
     return tool in STORING and (tool != "chat" or starts_turn(tool, arguments))
 
 
@@ -91,6 +93,14 @@ class FairUse:
             used = await allowance.stored_bytes()
             if used >= self.stored_bytes:
                 raise ToolError(self.over_storage(used))
+        if self.turns_per_minute > 0 and tool == "run_batch" and not arguments.get("dry_run"):
+            # A run sends a request per image, thousands a minute: it cannot keep a per-minute limit of turns.
+            raise ToolError(
+                f"This server limits each user to {self.turns_per_minute} chat turns a minute "
+                "(IMAGECHAT_USER_TURNS_PER_MINUTE), and a bulk run sends one request per image, so run_batch is "
+                "off for users here. Chat about a few images at a time, or ask the server's operator to run it "
+                "(run_batch with dry_run=true still shows what a run would cost). Nothing was sent."
+            )
         if self.turns_per_minute > 0 and starts_turn(tool, arguments):
             wait = await allowance.window.start(self.turns_per_minute)
             if wait is not None:
