@@ -2,7 +2,8 @@
 
 Small statements (a conversation's own row, a turn of a few kilobytes, an image record) run inline on the event
 loop: they take tens of microseconds, less than handing them to a worker thread. What may be large (a
-conversation read with all its turns, a turn of more than `INLINE_BYTES`, every blob) runs in a worker thread.
+conversation read with more than `INLINE_TURNS` turns, a turn of more than `INLINE_BYTES`, every blob) runs in a
+worker thread.
 The inline path never waits: if the connection is in use by a worker thread, or another process holds the
 write lock, the statement goes to a worker thread, which waits there as long as it must.
 """
@@ -33,6 +34,9 @@ T = TypeVar("T")
 TABLES = {"image": "images", "file": "files"}  # the kinds of record, and the table each lives in
 log = logging.getLogger(__name__)
 INLINE_BYTES = 64 * 1024  # a write up to this size runs on the event loop
+# A conversation with up to this many turns is read on the event loop: a chat reads its conversation three times,
+# and a thread hop costs more than reading a few turns of a few kilobytes each.
+INLINE_TURNS = 4
 WAIT_MS = 30_000  # how long a worker thread waits for another process's write lock
 
 
@@ -81,14 +85,25 @@ class SqliteStore(TypedRecords, LeasedStore):
     # -- conversations --------------------------------------------------------------------------------
 
     async def get_conversation(self, conversation_id: str, *, with_turns: bool = True) -> Conversation | None:
+        def read_head(db: sqlite3.Connection) -> tuple[str, int] | None:
+            count = "(SELECT count(*) FROM turns WHERE conversation = ?1)" if with_turns else "0"
+            select = f"SELECT head, {count} FROM conversations WHERE id = ?1"  # noqa: S608 - one of two constants
+            row = db.execute(select, (conversation_id,)).fetchone()
+            return None if row is None else (str(row[0]), int(row[1]))
+
         def read(db: sqlite3.Connection) -> tuple[str, list[str]] | None:
             row = db.execute("SELECT head FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
-            if row is None or not with_turns:
-                return None if row is None else (row[0], [])
+            if row is None:
+                return None
             docs = db.execute("SELECT doc FROM turns WHERE conversation = ? ORDER BY turn", (conversation_id,))
             return row[0], [doc for (doc,) in docs]
 
-        found = await self.run(read, small=not with_turns)
+        head = await self.run(read_head)
+        if head is None:
+            return None
+        found: tuple[str, list[str]] | None = (head[0], [])
+        if head[1]:
+            found = await self.run(read, small=head[1] <= INLINE_TURNS)
         if found is None:
             return None
         conversation = Conversation.model_validate_json(found[0])
