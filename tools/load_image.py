@@ -167,49 +167,42 @@ async def read_images(deps: Deps, source: str, frames: Frames) -> list[tuple[Ima
     return [(item.record, item.blob) for item in await read_loaded(deps, source, frames, sizing_for(None))]
 
 
-async def checked_beside_hash(
-    deps: Deps, data: bytes, work: Callable[[], list[_Checked]], staged: list[str] | None
-) -> tuple[str, list[_Checked] | None]:
-    """The bytes' key (sha256), and `work` (their one decode) run beside the hash: the decode starts at once on
-    a second core, and stops at its next read if the hash names an image stored before (then None). With
-    `staged`, a new image's original is written out while it decodes (Blobs.stage), so the write and its wait
-    for the disk cost no time either; its key is added to `staged`, for load_image to drop if it is not stored."""
-    decoded: list[list[_Checked]] = []
-    refused: list[Exception] = []
+async def checked_while_staged(
+    deps: Deps, data: bytes, key: str, work: Callable[[], list[_Checked]], staged: list[str] | None
+) -> list[_Checked]:
+    """`work` (the one decode of a new image, whose sha256 is `key`). With `staged`, the original is written out
+    beside the decode (Blobs.stage), so on a second core the write and its wait for the disk cost no time; its
+    key is added to `staged`, for load_image to drop if the image is not stored in the end.
 
-    async def decode() -> None:
-        try:
-            decoded.append(await deps.image_work(data, work))
-        except Exception as exc:  # raised below, after the write beside it is done
-            refused.append(exc)
+    (The hash comes first, not beside the decode: a file loaded again is then neither checked nor decoded.)"""
+    if staged is None:
+        return await deps.image_work(data, work)
+    staged.append(key)
 
-    async def stage(key: str) -> None:
+    async def stage() -> None:
         try:
             await deps.store.blobs.stage(data, key)
         except OSError as exc:  # the put writes it again, and reports a failure then
             log.warning("could not write an image ahead of its check: %s", exc)
 
+    decoded: list[list[_Checked]] = []
+    refused: list[Exception] = []
     async with anyio.create_task_group() as group:
-        group.start_soon(decode)
-        key = await digest_of(data)
-        known = await deps.store.get_image_record(id_of_digest("img", key)) is not None
-        if known:
-            group.cancel_scope.cancel()
-        elif staged is not None:
-            staged.append(key)
-            group.start_soon(stage, key)
-    if known:
-        return key, None  # checked when it was stored: what this decode made of it no longer matters
+        group.start_soon(stage)
+        try:
+            decoded.append(await deps.image_work(data, work))
+        except Exception as exc:  # raised below, after the write beside it is done
+            refused.append(exc)
     if refused:
         raise refused[0]
-    return key, decoded[0]
+    return decoded[0]
 
 
 async def read_loaded(
     deps: Deps, source: str, frames: Frames, sizing: Sizing, staged: list[str] | None = None
 ) -> list[Loaded]:
     """One source as images to store, each checked and prepared at `sizing` in one decode. With `staged`, the
-    original is written out during the decode, and its key added there (see checked_beside_hash)."""
+    original is written out during the decode, and its key added there (see checked_while_staged)."""
     if source.startswith(IMAGE_SCHEME):
         image_id = source[len(IMAGE_SCHEME) :]
         record = await deps.store.get_image_record(image_id)
@@ -230,15 +223,14 @@ async def read_loaded(
 
     work = functools.partial(_decode, read.data, frames, deps.limits, sizing)
     name = clean_text(read.name) or "unnamed"  # shown back in previews: no hidden characters
+    key = await digest_of(read.data)  # off the event loop for large data, like the decode
+    image_id = id_of_digest("img", key)
+    known = await deps.store.get_image_record(image_id)
+    if known is not None:
+        # The same bytes again, perhaps under another name: the conversation keeps the name it was loaded under.
+        return [await _known(deps, known.model_copy(update={"name": name}), read.data, sizing)]
     try:
-        key, checked = await checked_beside_hash(deps, read.data, work, staged)
-        image_id = id_of_digest("img", key)
-        if checked is None:
-            # The same bytes again, perhaps under another name: the conversation keeps the name it was loaded under.
-            known = await deps.store.get_image_record(image_id)
-            if known is not None:
-                return [await _known(deps, known.model_copy(update={"name": name}), read.data, sizing)]
-            checked = await deps.image_work(read.data, work)  # removed since the look (a prune): check it anew
+        checked = await checked_while_staged(deps, read.data, key, work, staged)
     except image_decode.ImageRejected as exc:
         raise ToolError(f"Could not load {source_label(source)}: {exc}") from None
     return [
