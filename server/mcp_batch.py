@@ -55,11 +55,7 @@ def register_batch(server: MCPServer[Deps], settings: Settings) -> None:
         mime_type="application/jsonl",
     )
     async def batch_results(run_id: str, ctx: Context[Deps, Any]) -> str:
-        try:
-            _, rows = await batch_view.results(ctx.request_context.lifespan_context, run_id)
-        except ToolError as exc:
-            raise ResourceNotFoundError(str(exc)) from None
-        return batch_view.jsonl(rows)
+        return batch_view.jsonl(await rows_of(ctx, run_id))
 
     @server.resource(
         "batch://{run_id}/csv",
@@ -69,11 +65,16 @@ def register_batch(server: MCPServer[Deps], settings: Settings) -> None:
         mime_type="text/csv",
     )
     async def batch_csv(run_id: str, ctx: Context[Deps, Any]) -> str:
-        try:
-            _, rows = await batch_view.results(ctx.request_context.lifespan_context, run_id)
-        except ToolError as exc:
-            raise ResourceNotFoundError(str(exc)) from None
-        return batch_view.csv_text(rows)
+        return batch_view.csv_text(await rows_of(ctx, run_id))
+
+
+async def rows_of(ctx: Context[Deps, Any], run_id: str) -> list[dict[str, Any]]:
+    """A run's results so far; an unknown run is a resource not found, with the known runs named."""
+    try:
+        _, rows = await batch_view.results(ctx.request_context.lifespan_context, run_id)
+    except ToolError as exc:
+        raise ResourceNotFoundError(str(exc)) from None
+    return rows
 
 
 async def resume_runs(deps: Deps, settings: Settings) -> None:
