@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ from server.stores.blobs import FileBlobs
 from server.stores.leases import LEASE_SECONDS, LeasedStore, LeaseLocks
 from server.stores.records import TypedRecords
 from server.stores.retention import Pruned, Retention, choose
+from server.stores.sqlite_inline import Statements
 from server.stores.sqlite_leases import SqliteLeases
 from tools.models import Conversation, Turn
 from tools.running import new_owner
@@ -49,8 +49,7 @@ class SqliteStore(TypedRecords, LeasedStore):
         sqlite_schema.use_wal(self.db)
         self.db.execute("PRAGMA synchronous=NORMAL")
         sqlite_schema.prepare(self.db, self.blobs)
-        self.db.execute("PRAGMA busy_timeout = 0")  # the inline path never waits (see the module docstring)
-        self._guard = threading.Lock()
+        self.statements = Statements(self.db, WAIT_MS)
         # Leases in a file beside it, so every process on the database takes the same locks (server/stores/leases.py).
         leases = path.with_name(path.stem + "-leases.sqlite3")
         self.leases = (SqliteLeases(leases, "lock:"), SqliteLeases(leases, "turn:"))
@@ -61,26 +60,7 @@ class SqliteStore(TypedRecords, LeasedStore):
     # -- running statements ---------------------------------------------------------------------------
 
     async def run(self, fn: Callable[[sqlite3.Connection], T], *, small: bool = True) -> T:
-        """`fn(connection)`, inline when `small` and the connection is free at once, else in a worker thread."""
-        if small and self._guard.acquire(blocking=False):
-            try:
-                return fn(self.db)
-            except sqlite3.OperationalError as exc:
-                if not busy(exc):
-                    raise
-                if self.db.in_transaction:
-                    self.db.execute("ROLLBACK")
-            finally:
-                self._guard.release()
-        return await anyio.to_thread.run_sync(self._waiting, fn)
-
-    def _waiting(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        with self._guard:
-            self.db.execute(f"PRAGMA busy_timeout = {WAIT_MS}")
-            try:
-                return fn(self.db)
-            finally:
-                self.db.execute("PRAGMA busy_timeout = 0")
+        return await self.statements.run(fn, small=small)
 
     # -- conversations --------------------------------------------------------------------------------
 
@@ -91,23 +71,17 @@ class SqliteStore(TypedRecords, LeasedStore):
             row = db.execute(select, (conversation_id,)).fetchone()
             return None if row is None else (str(row[0]), int(row[1]))
 
-        def read(db: sqlite3.Connection) -> tuple[str, list[str]] | None:
-            row = db.execute("SELECT head FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
-            if row is None:
-                return None
+        def read_turns(db: sqlite3.Connection) -> list[str]:
             docs = db.execute("SELECT doc FROM turns WHERE conversation = ? ORDER BY turn", (conversation_id,))
-            return row[0], [doc for (doc,) in docs]
+            return [doc for (doc,) in docs]
 
-        head = await self.run(read_head)
-        if head is None:
-            return None
-        found: tuple[str, list[str]] | None = (head[0], [])
-        if head[1]:
-            found = await self.run(read, small=head[1] <= INLINE_TURNS)
+        found = await self.run(read_head)
         if found is None:
             return None
-        conversation = Conversation.model_validate_json(found[0])
-        conversation.turns = [Turn.model_validate_json(doc) for doc in found[1]]
+        head, turns = found
+        docs = await self.run(read_turns, small=turns <= INLINE_TURNS) if turns else []
+        conversation = Conversation.model_validate_json(head)
+        conversation.turns = [Turn.model_validate_json(doc) for doc in docs]
         return conversation
 
     async def put_conversation(self, conversation: Conversation) -> None:
@@ -217,17 +191,11 @@ class SqliteStore(TypedRecords, LeasedStore):
 
     async def close(self) -> None:
         def close() -> None:
-            with self._guard:
-                self.db.close()
+            self.statements.close()
             for leases in self.leases:
                 leases.close()
 
         await anyio.to_thread.run_sync(close)
-
-
-def busy(exc: sqlite3.OperationalError) -> bool:
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text
 
 
 @contextmanager

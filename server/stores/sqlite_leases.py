@@ -11,14 +11,12 @@ not synced. The statements use their own connection.
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-import anyio
-
+from server.stores.sqlite_inline import Statements
 from server.stores.sqlite_schema import use_wal
 
 T = TypeVar("T")
@@ -33,29 +31,12 @@ class SqliteLeases:
         use_wal(self.db)
         self.db.execute("PRAGMA synchronous=OFF")
         self.db.execute(SCHEMA)
-        self.db.execute("PRAGMA busy_timeout = 0")  # the inline path never waits (see `run`)
-        self.guard = threading.Lock()
+        # On the event loop when the file is free, in a worker thread waiting up to WAIT_S when another
+        # connection writes (server/stores/sqlite_inline.py).
+        self.statements = Statements(self.db, int(WAIT_S * 1000))
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """On the event loop when the file is free (a statement takes tens of microseconds, less than a hand-off
-        to a thread); in a worker thread, waiting up to WAIT_S, when another connection writes."""
-        if self.guard.acquire(blocking=False):
-            try:
-                return fn(self.db)
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-            finally:
-                self.guard.release()
-        return await anyio.to_thread.run_sync(self.waiting, fn)
-
-    def waiting(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        with self.guard:
-            self.db.execute(f"PRAGMA busy_timeout = {int(WAIT_S * 1000)}")
-            try:
-                return fn(self.db)
-            finally:
-                self.db.execute("PRAGMA busy_timeout = 0")
+        return await self.statements.run(fn)
 
     async def take(self, name: str, token: str, ttl: float) -> bool:
         now = time.time()
@@ -95,5 +76,4 @@ class SqliteLeases:
         return None if row is None else str(row[0])
 
     def close(self) -> None:
-        with self.guard:
-            self.db.close()
+        self.statements.close()
