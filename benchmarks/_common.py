@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mcp import Client
+from mcp import Client, StdioServerParameters
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -67,6 +67,22 @@ def write_json(name: str, data: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), **data}, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+def imagechat_stdio(folder: Path, base_url: str, store: str) -> StdioServerParameters:
+    """imagechat as an agent starts it (`python -m server` over stdio), its state and allowed folder in `folder`."""
+    return StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "server"],
+        cwd=str(REPO),
+        env={
+            "OPENAI_API_KEY": "sk-benchmark-not-a-key",
+            "OPENAI_BASE_URL": base_url,
+            "IMAGECHAT_STORE": store,
+            "IMAGECHAT_STATE_DIR": str(folder / f"state-{store}"),
+            "IMAGECHAT_ALLOWED_DIRS": str(folder),
+        },
+    )
 
 
 @contextmanager

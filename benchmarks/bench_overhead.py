@@ -32,7 +32,7 @@ from typing import Any, Literal
 import anyio
 from mcp import Client, StdioServerParameters
 
-from benchmarks._common import REPO, median, p95, say, table, write_json
+from benchmarks._common import REPO, imagechat_stdio, median, p95, say, table, write_json
 
 TARGET_RATIO = 1.3
 Mode = Literal["legacy", "auto"]
@@ -40,18 +40,8 @@ MODES: tuple[Mode, ...] = ("legacy", "auto")
 
 
 def imagechat_params(folder: Path) -> StdioServerParameters:
-    return StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "server"],
-        cwd=str(REPO),
-        env={
-            "OPENAI_API_KEY": "sk-benchmark-not-a-key",
-            "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",  # never called: the cheap call stays local
-            "IMAGECHAT_STORE": "sqlite",  # the default store: the cheap call pays for its statements
-            "IMAGECHAT_STATE_DIR": str(folder / "state"),
-            "IMAGECHAT_ALLOWED_DIRS": str(folder),
-        },
-    )
+    # The default store, so the cheap call pays for its statements; the upstream is never called.
+    return imagechat_stdio(folder, "http://127.0.0.1:9/v1", "sqlite")
 
 
 def bare_params() -> StdioServerParameters:

@@ -9,7 +9,6 @@ seen (the photo with its own JPEG comment), so nothing is found already prepared
 from __future__ import annotations
 
 import struct
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
@@ -17,30 +16,15 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from mcp import Client, StdioServerParameters
+from mcp import Client
 
-from benchmarks._common import REPO, call, upstream_process
+from benchmarks._common import call, imagechat_stdio, upstream_process
 
 
 def distinct(data: bytes, n: int) -> bytes:
     """The JPEG with a comment segment naming `n`: other bytes (another content id), the same pixels."""
     text = f"benchmark copy {n}".encode()
     return data[:2] + b"\xff\xfe" + struct.pack(">H", len(text) + 2) + text + data[2:]
-
-
-def server_params(folder: Path, base_url: str, store: str) -> StdioServerParameters:
-    return StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "server"],
-        cwd=str(REPO),
-        env={
-            "OPENAI_API_KEY": "sk-benchmark-not-a-key",
-            "OPENAI_BASE_URL": base_url,
-            "IMAGECHAT_STORE": store,
-            "IMAGECHAT_STATE_DIR": str(folder / f"state-{store}"),
-            "IMAGECHAT_ALLOWED_DIRS": str(folder),
-        },
-    )
 
 
 class Session:
@@ -72,7 +56,7 @@ class Session:
 async def session(
     folder: Path, base_url: str, store: str, data: bytes, *, model: str, detail: str
 ) -> AsyncIterator[Session]:
-    async with Client(server_params(folder, base_url, store), mode="legacy") as client:
+    async with Client(imagechat_stdio(folder, base_url, store), mode="legacy") as client:
         started = Session(client, folder, data, model, detail, store)
         await started.run()  # unmeasured: the first image imports Pillow, the first chat the OpenAI SDK
         yield started
