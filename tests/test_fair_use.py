@@ -75,12 +75,17 @@ async def test_stored_bytes_are_limited_per_principal(server: str) -> None:
         await call(bob, "load_image", {"source": url, "conversation_id": "big"})
 
 
-async def test_a_bulk_run_is_refused_where_turns_per_minute_are_limited(server: str, upstream: FakeUpstream) -> None:
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_a_bulk_run_is_refused_where_turns_per_minute_are_limited(
+    server: str, upstream: FakeUpstream, mode: str
+) -> None:
     image = "data:image/png;base64," + base64.b64encode(noise_png(3_000)).decode()
-    async with as_principal(server, "alice", "auto") as alice:
+    async with as_principal(server, "alice", mode) as alice:
         refused = await fails(alice, "run_batch", {"sources": [image, image], "prompt": "Caption it."})
+        listed = await alice.read_resource("batches://all")
         estimate = await call(alice, "run_batch", {"sources": [image], "prompt": "Caption it.", "dry_run": True})
         await call(alice, "chat", {"prompt": "hello", "conversation_id": "a", "images": []})
+    assert json.loads(getattr(listed.contents[0], "text", "")) == []  # no run was recorded
     assert "IMAGECHAT_USER_TURNS_PER_MINUTE" in refused and "run_batch" in refused and "Nothing was sent" in refused
     assert estimate["images"] == 1
     assert len(upstream.responses_bodies()) == 1  # only the chat: the refused run and the dry run sent nothing
