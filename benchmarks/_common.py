@@ -86,10 +86,12 @@ def imagechat_stdio(folder: Path, base_url: str, store: str) -> StdioServerParam
 
 
 @contextmanager
-def upstream_process(replies: int, latency: float, report: dict[str, Any]) -> Iterator[str]:
-    """The fake upstream's base URL; what it received is put in `report` when it stops."""
+def upstream_process(replies: int, latency: float, report: dict[str, Any], *, check_spec: bool = True) -> Iterator[str]:
+    """The fake upstream's base URL; what it received is put in `report` when it stops. `check_spec=False`: it
+    answers without checking bodies against OpenAI's spec (see benchmarks/upstream_process.py)."""
+    flags = [] if check_spec else ["--no-spec-check"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.upstream_process", str(replies), str(latency)],
+        [sys.executable, "-m", "benchmarks.upstream_process", str(replies), str(latency), *flags],
         cwd=str(REPO),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

@@ -186,6 +186,41 @@ async def test_a_load_whose_client_gives_up_stops_its_decode_at_the_next_read(
         assert json.loads(pending["text"]) == {"images": [], "files": []}
 
 
+async def test_a_file_loaded_again_stops_the_decode_begun_beside_its_hash_and_a_webp_waits_for_it(
+    settings: Settings, pictures: Path, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (pictures / "noisy.png").write_bytes(hostile_images.noise(900, 900, "PNG", compress_level=0))
+    (pictures / "noisy.webp").write_bytes(hostile_images.noise(600, 400, "WEBP", lossless=True))
+    read = image_guard.GuardedBytes.read
+
+    def slow_read(self: image_guard.GuardedBytes, size: int | None = -1, /) -> bytes:
+        time.sleep(0.02)  # a slow disk: a whole decode takes about a second, the hash a few milliseconds
+        return read(self, size)
+
+    monkeypatch.setattr(image_guard.GuardedBytes, "read", slow_read)
+    async with served(settings, mode) as (client, deps):
+        jobs = watch_jobs(deps)
+        first = await call(client, "load_image", {"source": "noisy.png", "conversation_id": "first"})
+        whole = sum(job.reads for job in jobs)
+        jobs.clear()
+        again = await call(client, "load_image", {"source": "noisy.png", "conversation_id": "again"})
+        assert again["images"] == first["images"]
+        # The decode started beside the hash and was stopped when the hash found the image stored.
+        assert all(job.finished.is_set() for job in jobs)
+        assert sum(job.reads for job in jobs) < whole / 4, (whole, [job.reads for job in jobs])
+        assert any(job.cancelled for job in jobs) or len(jobs) <= 1  # stopped, or never past measuring
+        await until(lambda: deps.images.budget.in_use == 0)
+
+        # WebP is decoded by C in one go, which cannot be stopped: its decode waits for the hash.
+        webp = await call(client, "load_image", {"source": "noisy.webp", "conversation_id": "first"})
+        jobs.clear()
+        await call(client, "load_image", {"source": "noisy.webp", "conversation_id": "again"})
+        assert jobs == []
+        pending = await call(client, "preview", {"conversation_id": "again", "target": "pending"})
+        loaded = [first["images"][0]["image_id"], webp["images"][0]["image_id"]]
+        assert json.loads(pending["text"])["images"] == loaded
+
+
 BIG = 9950 * 9950  # 99 MP, inside the default 100 MP limit; 96 KB of PNG
 
 

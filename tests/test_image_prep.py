@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -223,43 +224,71 @@ async def test_all_frames_are_capped_and_sampled_evenly(
         assert all(abs(a - b) <= 8 for a, b in zip(got, want, strict=True)), (sent, expected)
 
 
+class CountedDecoder:
+    """Pillow's JPEG decoder, noting in `finished` each decode that reached the end of the image."""
+
+    def __init__(self, real: Any, mode: str, finished: list[str]) -> None:
+        self.real, self.mode, self.finished = real, mode, finished
+
+    def decode(self, data: bytes) -> tuple[int, int]:
+        n, err_code = self.real.decode(data)
+        if n < 0 and err_code >= 0:
+            self.finished.append(self.mode)
+        return n, err_code
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+@dataclass
+class Decodes:
+    started: list[str] = field(default_factory=list)
+    finished: list[str] = field(default_factory=list)
+
+    def clear(self) -> None:
+        self.started.clear()
+        self.finished.clear()
+
+
 @pytest.fixture
-def jpeg_decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every JPEG decode Pillow starts in this process, by the mode it decodes to."""
-    started: list[str] = []
+def jpeg_decodes(monkeypatch: pytest.MonkeyPatch) -> Decodes:
+    """Every JPEG decode Pillow starts in this process, and those that decoded the whole image, by mode."""
+    decodes = Decodes()
     core: Any = vars(Image)["core"]  # Pillow's C module, which every decode goes through
     real = core.jpeg_decoder
 
     def counting(mode: str, *args: Any) -> Any:
-        started.append(mode)
-        return real(mode, *args)
+        decodes.started.append(mode)
+        return CountedDecoder(real(mode, *args), mode, decodes.finished)
 
     monkeypatch.setattr(core, "jpeg_decoder", counting)
-    return started
+    return decodes
 
 
 async def test_load_image_and_chat_decode_a_photo_once(
-    settings: Settings, pictures: Path, upstream: FakeUpstream, jpeg_decodes: list[str]
+    settings: Settings, pictures: Path, upstream: FakeUpstream, jpeg_decodes: Decodes
 ) -> None:
     path = save(pictures, "photo.jpg", encode(photo(3000, 2000), "JPEG", quality=90))
     jpeg_decodes.clear()  # the picture made above
     async with connect(settings) as client:
         await call(client, "set_options", {"model": "gpt-4o", "detail": "high"})
         await call(client, "load_image", {"source": path})
-        assert len(jpeg_decodes) == 1  # the check at load time is the preparation
+        assert jpeg_decodes.finished == ["RGB"]  # the check at load time is the preparation
         await call(client, "chat", {"prompt": "What is this?"})
         await call(client, "chat", {"prompt": "Look again.", "persist_context": False, "images": []})
-        # The same file loaded again (another conversation, same model) is neither checked nor prepared again.
+        # The same file loaded again (another conversation, same model) is neither checked nor prepared again:
+        # the decode that starts beside its hash is stopped once the hash finds the image stored.
         await call(client, "set_options", {"conversation_id": "other", "model": "gpt-4o"})
         await call(client, "load_image", {"source": path, "conversation_id": "other"})
         await call(client, "chat", {"prompt": "And you?", "conversation_id": "other"})
-    assert len(jpeg_decodes) == 1
+    assert jpeg_decodes.finished == ["RGB"]
+    assert len(jpeg_decodes.started) <= 2
     assert [img.size for _, img, _ in sent_images(upstream, 0)] == [(1152, 768)]
     assert sent_images(upstream, 2)[0][2]["image_url"] == sent_images(upstream, 0)[0][2]["image_url"]
 
 
 async def test_a_change_of_model_or_detail_prepares_again_once(
-    settings: Settings, pictures: Path, upstream: FakeUpstream, jpeg_decodes: list[str]
+    settings: Settings, pictures: Path, upstream: FakeUpstream, jpeg_decodes: Decodes
 ) -> None:
     path = save(pictures, "photo.jpg", encode(photo(3000, 2000), "JPEG", quality=90))
     jpeg_decodes.clear()
@@ -273,22 +302,23 @@ async def test_a_change_of_model_or_detail_prepares_again_once(
         await call(client, "set_options", {"model": "gpt-5.4", "detail": "high"})
         for prompt in ("Closer?", "Closer still?"):
             await call(client, "chat", {"prompt": prompt, "images": [image["image_id"]], "persist_context": False})
-    assert len(jpeg_decodes) == 3  # load (gpt-4o high), then once for low, once for gpt-5.4 high
+    # load (gpt-4o high), then once for low, once for gpt-5.4 high: each decode whole and the only one started
+    assert len(jpeg_decodes.finished) == len(jpeg_decodes.started) == 3
     sent = [img.size for body in range(len(upstream.responses_bodies())) for _, img, _ in sent_images(upstream, body)]
     assert sent == [(1152, 768), (512, 341), (512, 341), (1920, 1280), (1920, 1280)]
 
 
 async def test_the_prepared_variant_survives_a_restart(
-    settings: Settings, pictures: Path, upstream: FakeUpstream, jpeg_decodes: list[str]
+    settings: Settings, pictures: Path, upstream: FakeUpstream, jpeg_decodes: Decodes
 ) -> None:
     path = save(pictures, "photo.jpg", encode(photo(3000, 2000), "JPEG", quality=90))
     jpeg_decodes.clear()
     async with connect(settings, store="sqlite") as client:
         await call(client, "set_options", {"model": "gpt-4o"})
         await call(client, "load_image", {"source": path})
-    assert len(jpeg_decodes) == 1
+    assert len(jpeg_decodes.started) == 1
     async with connect(settings, store="sqlite") as client:
         await call(client, "chat", {"prompt": "What is this?"})
-    assert len(jpeg_decodes) == 1  # the new process found the variant the old one prepared
+    assert len(jpeg_decodes.started) == 1  # the new process found the variant the old one prepared
     [(mime, img, _)] = sent_images(upstream)
     assert mime == "image/jpeg" and img.size == (1152, 768)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from tools import image_sizing
 from tools.attach_file import DOCUMENT_TYPES
 from tools.deps import ConversationId, Deps, Limits, check_conversation_id, content_id, digest_of, id_of_digest
+from tools.image_mime import sniff_mime
 from tools.image_sizing import Target, variant_key
 from tools.models import IMAGE_SCHEME, ImageRecord, Options
 from tools.pending import check_room
@@ -84,6 +85,8 @@ class _Checked:
 
 
 Sizing = Callable[[int, int], Target | None]
+# Formats Pillow decodes by reading the file in blocks, so that a decode can be stopped between two of them.
+STOPPABLE = frozenset({"image/jpeg", "image/png"})
 
 
 def sizing_for(options: Options | None) -> Sizing:
@@ -167,42 +170,67 @@ async def read_images(deps: Deps, source: str, frames: Frames) -> list[tuple[Ima
     return [(item.record, item.blob) for item in await read_loaded(deps, source, frames, sizing_for(None))]
 
 
-async def checked_while_staged(
-    deps: Deps, data: bytes, key: str, work: Callable[[], list[_Checked]], staged: list[str] | None
-) -> list[_Checked]:
-    """`work` (the one decode of a new image, whose sha256 is `key`). With `staged`, the original is written out
-    beside the decode (Blobs.stage), so on a second core the write and its wait for the disk cost no time; its
-    key is added to `staged`, for load_image to drop if the image is not stored in the end.
+@dataclass(frozen=True)
+class _Hashed:
+    key: str  # the sha256 of the source's bytes
+    known: ImageRecord | None  # stored before: nothing of the decode is used
+    checked: list[_Checked]  # the decode's images (empty when known)
 
-    (The hash comes first, not beside the decode: a file loaded again is then neither checked nor decoded.)"""
-    if staged is None:
-        return await deps.image_work(data, work)
-    staged.append(key)
 
-    async def stage() -> None:
-        try:
-            await deps.store.blobs.stage(data, key)
-        except OSError as exc:  # the put writes it again, and reports a failure then
-            log.warning("could not write an image ahead of its check: %s", exc)
+async def hashed_beside_decode(
+    deps: Deps, data: bytes, work: Callable[[], list[_Checked]], staged: list[str] | None
+) -> _Hashed:
+    """The sha256 of a source's bytes and `work` (their one decode), side by side on two cores.
 
+    The decode starts at once, and the hash beside it says whether the image is stored already. If it is, the
+    decode is stopped at its next read (milliseconds in) and neither its result nor its refusal is used: a file
+    loaded again costs its hash, not a decode. If it is new, with `staged` the original is written out while
+    the decode goes on (Blobs.stage, so the write and its wait for the disk cost no time) and its key is added
+    to `staged`, for load_image to drop if the image is not stored in the end.
+
+    Only a JPEG or PNG decode starts before the hash: Pillow reads those in blocks, so they stop at once. WebP,
+    AVIF and compressed TIFF are decoded by C in one go, which cannot be stopped (tools/image_guard.py), so
+    for them the decode waits for the hash, and a file loaded again is never decoded."""
+    early = sniff_mime(data) in STOPPABLE
     decoded: list[list[_Checked]] = []
     refused: list[Exception] = []
+    decoding = anyio.CancelScope()
+
+    async def decode() -> None:
+        with decoding:
+            try:
+                decoded.append(await deps.image_work(data, work))
+            except Exception as exc:  # raised below, once the hash says the image is new
+                refused.append(exc)
+
     async with anyio.create_task_group() as group:
-        group.start_soon(stage)
-        try:
-            decoded.append(await deps.image_work(data, work))
-        except Exception as exc:  # raised below, after the write beside it is done
-            refused.append(exc)
+        if early:
+            group.start_soon(decode)  # first: its thread starts before the hash's and the write's
+        key = await digest_of(data)  # off the event loop for large data, like the decode
+        known = await deps.store.get_image_record(id_of_digest("img", key))
+        if known is not None:
+            decoding.cancel()
+        else:
+            if not early:
+                group.start_soon(decode)
+            if staged is not None:
+                staged.append(key)
+                try:
+                    await deps.store.blobs.stage(data, key)
+                except OSError as exc:  # the put writes it again, and reports a failure then
+                    log.warning("could not write an image ahead of its check: %s", exc)
+    if known is not None:
+        return _Hashed(key, known, [])
     if refused:
         raise refused[0]
-    return decoded[0]
+    return _Hashed(key, None, decoded[0])
 
 
 async def read_loaded(
     deps: Deps, source: str, frames: Frames, sizing: Sizing, staged: list[str] | None = None
 ) -> list[Loaded]:
     """One source as images to store, each checked and prepared at `sizing` in one decode. With `staged`, the
-    original is written out during the decode, and its key added there (see checked_while_staged)."""
+    original is written out during the decode, and its key added there (see hashed_beside_decode)."""
     if source.startswith(IMAGE_SCHEME):
         image_id = source[len(IMAGE_SCHEME) :]
         record = await deps.store.get_image_record(image_id)
@@ -223,16 +251,14 @@ async def read_loaded(
 
     work = functools.partial(_decode, read.data, frames, deps.limits, sizing)
     name = clean_text(read.name) or "unnamed"  # shown back in previews: no hidden characters
-    key = await digest_of(read.data)  # off the event loop for large data, like the decode
-    image_id = id_of_digest("img", key)
-    known = await deps.store.get_image_record(image_id)
-    if known is not None:
-        # The same bytes again, perhaps under another name: the conversation keeps the name it was loaded under.
-        return [await _known(deps, known.model_copy(update={"name": name}), read.data, sizing)]
     try:
-        checked = await checked_while_staged(deps, read.data, key, work, staged)
+        hashed = await hashed_beside_decode(deps, read.data, work, staged)
     except image_decode.ImageRejected as exc:
         raise ToolError(f"Could not load {source_label(source)}: {exc}") from None
+    if hashed.known is not None:
+        # The same bytes again, perhaps under another name: the conversation keeps the name it was loaded under.
+        return [await _known(deps, hashed.known.model_copy(update={"name": name}), read.data, sizing)]
+    key, checked, image_id = hashed.key, hashed.checked, id_of_digest("img", hashed.key)
     return [
         Loaded(
             ImageRecord(
@@ -254,10 +280,16 @@ async def read_loaded(
 
 
 async def store_loaded(deps: Deps, loaded: list[Loaded]) -> None:
-    """The originals, then the variants prepared from them (so a variant never outlives a missing original)."""
+    """The originals, then the variants prepared from them (so a variant never outlives a missing original).
+
+    A variant's bytes are written beside its original's (a blob no record names yet is only a cache entry, which
+    a prune removes if the original fails), so its record finds them stored."""
     for item in loaded:
-        if item.blob is not None:
-            await deps.store.put_image(item.record, item.blob, key=item.key)
+        async with anyio.create_task_group() as group:
+            if item.variant is not None and item.blob is not None:
+                group.start_soon(functools.partial(deps.store.blobs.put, item.variant.data, durable=False))
+            if item.blob is not None:
+                await deps.store.put_image(item.record, item.blob, key=item.key)
         if item.variant is not None:
             variant = item.variant
             await deps.store.put_variant(
