@@ -17,11 +17,15 @@ import pytest
 from PIL import Image
 
 from server.settings import Settings
+from server.stores.blobs import blob_key
+from server.stores.sqlite import SqliteStore
 from tests import images
 from tests.conftest import connect
 from tests.fake_upstream import FakeUpstream
 from tests.helpers import call, decoded_image, fails, user_content
 from tools import image_sizing
+from tools.deps import content_id
+from tools.models import ImageRecord
 
 MODEL = "gpt-5"
 
@@ -121,3 +125,65 @@ async def test_a_variant_cut_short_by_a_power_cut_is_prepared_again(
     assert reply["status"] == "completed"
     assert sent_size(upstream) == expected  # the whole image, prepared again from the original
     assert variant.stat().st_size == size  # and the cache is whole again
+
+
+def store_pair(state: Path) -> tuple[SqliteStore, SqliteStore]:
+    """Two stores on one state folder, as two server processes have them: each its own connection and blobs."""
+    path = state / "imagechat.sqlite3"
+    return SqliteStore(path), SqliteStore(path)
+
+
+def record_of(data: bytes) -> ImageRecord:
+    return ImageRecord(
+        image_id=content_id("img", data),
+        width=1,
+        height=1,
+        format="JPEG",
+        mime="image/jpeg",
+        frames=1,
+        bytes=len(data),
+        name="photo.jpg",
+    )
+
+
+async def test_a_staged_original_stays_for_the_process_that_stored_it_when_another_gives_up(tmp_path: Path) -> None:
+    data = images.jpeg(640, 480)
+    key, record = blob_key(data), record_of(data)
+    first, second = store_pair(tmp_path)
+    try:
+        await first.blobs.stage(data, key)  # written under its key while the image is checked
+        await second.blobs.stage(data, key)  # the same bytes in another process: found there already
+        await second.put_image(record, data, key=key)
+        await first.blobs.unstage(key)  # the first load gave up: its file is kept, since a record names it
+        found = await first.get_image(record.image_id)
+        assert found is not None and found[1] == data
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_staged_original_removed_by_a_load_that_gave_up_is_written_again_before_its_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = images.jpeg(640, 480)
+    key, record = blob_key(data), record_of(data)
+    first, second = store_pair(tmp_path)
+    try:
+        await first.blobs.stage(data, key)
+        await second.blobs.stage(data, key)
+        put = second.blobs.put
+
+        async def put_then_the_other_gives_up(data: bytes, *, key: str | None = None, durable: bool = True) -> str:
+            stored = await put(data, key=key, durable=durable)
+            await first.blobs.unstage(key or stored)  # between the second's put and its record: the file goes
+            return stored
+
+        monkeypatch.setattr(second.blobs, "put", put_then_the_other_gives_up)
+        await second.put_image(record, data, key=key)
+        found = await second.get_image(record.image_id)
+        assert found is not None and found[1] == data  # the record names a whole blob: written again
+        await second.blobs.unstage(key)
+        assert (await first.get_image(record.image_id)) is not None
+    finally:
+        await first.close()
+        await second.close()

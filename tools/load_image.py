@@ -280,16 +280,10 @@ async def read_loaded(
 
 
 async def store_loaded(deps: Deps, loaded: list[Loaded]) -> None:
-    """The originals, then the variants prepared from them (so a variant never outlives a missing original).
-
-    A variant's bytes are written beside its original's (a blob no record names yet is only a cache entry, which
-    a prune removes if the original fails), so its record finds them stored."""
+    """The originals, then the variants prepared from them (so a variant never outlives a missing original)."""
     for item in loaded:
-        async with anyio.create_task_group() as group:
-            if item.variant is not None and item.blob is not None:
-                group.start_soon(functools.partial(deps.store.blobs.put, item.variant.data, durable=False))
-            if item.blob is not None:
-                await deps.store.put_image(item.record, item.blob, key=item.key)
+        if item.blob is not None:
+            await deps.store.put_image(item.record, item.blob, key=item.key)
         if item.variant is not None:
             variant = item.variant
             await deps.store.put_variant(

@@ -29,13 +29,14 @@ class Blobs(Protocol):
         ...
 
     async def stage(self, data: bytes, key: str) -> None:
-        """Do the slow part of a later `put(data, key=key)` now (write the bytes out, wait for the disk) without
-        anything naming them yet, so it can run while the bytes are checked; `unstage(key)` drops it if they are
-        refused. A store with nothing slow to do beforehand does nothing."""
+        """Do the slow part of a later `put(data, key=key)` now (write the bytes out, wait for the disk) before any
+        record names them, so it can run while the bytes are checked; `unstage(key)` follows every stage, stored
+        or not. A store with nothing slow to do beforehand does nothing."""
         ...
 
     async def unstage(self, key: str) -> None:
-        """Drop what `stage` wrote for `key` and no put has used (nothing when there is none)."""
+        """End a `stage`: what it wrote goes unless a put used it or a record names it by now (another load of the
+        same bytes stored them); nothing when there is none."""
         ...
 
     async def get(self, key: str) -> bytes | None: ...

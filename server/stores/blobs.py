@@ -7,6 +7,11 @@ fsynced (not a prepared variant's: a cache, made again if a power cut loses it),
 reader sees the whole blob or none, whatever kills the writer. Opening the
 folder removes the temporary files of writers that are gone (their process no longer runs, or the file is
 older than an hour), so a killed writer leaves nothing behind for long.
+
+A staged original (`stage`, while its image is checked) is written, synced and renamed to its key, its folder
+synced too, all beside the decode, so the put that follows has nothing left to wait for. If no load of it
+stores it in the end, `unstage` removes it through the store's `forget`, which keeps it if a record names it
+by now (another load of the same bytes did store it).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import secrets
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -35,13 +41,18 @@ def is_key(key: str) -> bool:
 class FileBlobs:
     """Blobs as files under `root`; every operation runs in a worker thread (they may touch megabytes)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, forget: Callable[[str], None] | None = None) -> None:
         self.root = root
         self.tmp = root / "tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.clean_leftovers()
-        # Written and synced by `stage`, waiting for their put: key -> temporary file.
-        self.staged: dict[str, Path] = {}
+        # (worker thread) Remove a staged blob that no load stored, unless a record names it by now; the store's,
+        # which can look at its records under its write lock. Without one, the blob is removed.
+        self.forget = forget or self.remove
+        # Loads in this process that staged a key and have not unstaged it yet, and the keys whose files their
+        # stage wrote and no put has claimed: those are removed when the last of their loads unstages them.
+        self.staged: dict[str, int] = {}
+        self.placed: set[str] = set()
         self.staged_lock = threading.Lock()
 
     def path(self, key: str) -> Path:
@@ -63,16 +74,12 @@ class FileBlobs:
         on disk before the name says it is there (see Blobs.put)."""
         key = key or blob_key(data)
         final = self.path(key)
-        with self.staged_lock:
-            staged = self.staged.pop(key, None)
         if whole(final, len(data)):
-            if staged is not None:
-                staged.unlink(missing_ok=True)
             # Touched so that a prune running now in another process sees it as new (see retention.py).
             os.utime(final)
             return key
         final.parent.mkdir(exist_ok=True)
-        part = staged or self.write_part(data, durable=durable)
+        part = self.write_part(data, durable=durable)
         try:
             os.replace(part, final)  # atomic: whatever kills the process, the name holds all of it or nothing
         except BaseException:
@@ -98,20 +105,20 @@ class FileBlobs:
 
     def write_staged(self, data: bytes, key: str) -> None:
         with self.staged_lock:
-            if key in self.staged or whole(self.path(key), len(data)):
-                return  # another load of the same bytes staged them, or they are stored already
+            self.staged[key] = self.staged.get(key, 0) + 1
+        final = self.path(key)
+        if whole(final, len(data)):
+            return  # stored already, or staged by another load of the same bytes
+        final.parent.mkdir(exist_ok=True)
         part = self.write_part(data, durable=True)
-        with self.staged_lock:
-            if key in self.staged:
-                part.unlink(missing_ok=True)
-            else:
-                self.staged[key] = part
-
-    def drop_staged(self, key: str) -> None:
-        with self.staged_lock:
-            part = self.staged.pop(key, None)
-        if part is not None:
+        try:
+            os.replace(part, final)
+        except BaseException:
             part.unlink(missing_ok=True)
+            raise
+        with self.staged_lock:
+            self.placed.add(key)
+        sync_folder(final.parent)
 
     def read(self, key: str) -> bytes | None:
         try:
@@ -138,14 +145,32 @@ class FileBlobs:
             return None
 
     async def put(self, data: bytes, *, key: str | None = None, durable: bool = True) -> str:
+        if key is not None and self.claim(key):
+            return key  # staged: written, synced and named already (a record checks it is still whole)
         return await anyio.to_thread.run_sync(self.write, data, key, durable)
+
+    def claim(self, key: str) -> bool:
+        """Whether this process's stage wrote `key` and no put has claimed it yet; this put claims it."""
+        with self.staged_lock:
+            if key not in self.placed:
+                return False
+            self.placed.discard(key)
+            return True
 
     async def stage(self, data: bytes, key: str) -> None:
         await anyio.to_thread.run_sync(self.write_staged, data, key)
 
     async def unstage(self, key: str) -> None:
-        if key in self.staged:  # mostly not: the put used it (no thread for a look at a dict)
-            await anyio.to_thread.run_sync(self.drop_staged, key)
+        with self.staged_lock:
+            left = self.staged.get(key, 0) - 1
+            if left > 0:
+                self.staged[key] = left  # another load of the same bytes is still being checked
+                return
+            self.staged.pop(key, None)
+            if key not in self.placed:
+                return  # mostly: the put claimed it (no thread for a look at a dict)
+            self.placed.discard(key)
+        await anyio.to_thread.run_sync(self.forget, key)
 
     async def get(self, key: str) -> bytes | None:
         return await anyio.to_thread.run_sync(self.read, key)

@@ -21,7 +21,7 @@ from typing import TypeVar
 import anyio
 
 from server.stores import sqlite_prune, sqlite_schema
-from server.stores.blobs import FileBlobs
+from server.stores.blobs import FileBlobs, whole
 from server.stores.leases import LEASE_SECONDS, LeasedStore, LeaseLocks
 from server.stores.records import TypedRecords
 from server.stores.retention import Pruned, Retention, choose
@@ -44,7 +44,7 @@ class SqliteStore(TypedRecords, LeasedStore):
     def __init__(self, path: Path, *, owner: str | None = None, lease_seconds: float = LEASE_SECONDS) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.blobs = FileBlobs(path.parent / "blobs")
+        self.blobs = FileBlobs(path.parent / "blobs", forget=self.forget_blob)
         self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=WAIT_MS / 1000)
         sqlite_schema.use_wal(self.db)
         self.db.execute("PRAGMA synchronous=NORMAL")
@@ -123,10 +123,36 @@ class SqliteStore(TypedRecords, LeasedStore):
             # Loaded before: mark it as used now, so a prune's grace period covers this load too.
             return db.execute(touch, (time.time(), item)).rowcount > 0
 
+        def insert_whole(blob: str) -> Callable[[sqlite3.Connection], bool]:
+            def run(db: sqlite3.Connection) -> bool:
+                # Under the write lock, which forget_blob takes too: a load of the same bytes that gave up
+                # cannot remove the blob between this look and the record.
+                with transaction(db):
+                    if not whole(self.blobs.path(blob), len(data)):
+                        return False
+                    db.execute(insert, (item, meta, blob, len(data), time.time()))
+                return True
+
+            return run
+
         if await self.run(known):
             return
-        blob = await self.blobs.put(data, key=key)  # whole on disk before any record names it
-        await self.run(lambda db: db.execute(insert, (item, meta, blob, len(data), time.time())))
+        for _ in range(3):
+            blob = await self.blobs.put(data, key=key)  # whole on disk before any record names it
+            if await self.run(insert_whole(blob)):
+                return
+        raise OSError(f"the {table} blob {blob} kept disappearing before its record was written")
+
+    def forget_blob(self, key: str) -> None:
+        """(worker thread) Remove the blob `key`, staged by loads that did not store it, unless a record names it
+        by now: under the write lock, so no record naming it is written in between (see put_record)."""
+
+        def forget(db: sqlite3.Connection) -> None:
+            with transaction(db):
+                if not sqlite_prune.named(db, key):
+                    self.blobs.remove(key)
+
+        self.statements.waiting(forget)
 
     async def get_record(self, kind: str, item: str, *, data: bool) -> tuple[str, bytes] | None:
         table = TABLES[kind]

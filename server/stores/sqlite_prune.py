@@ -80,13 +80,18 @@ def remove(db: sqlite3.Connection, blobs: FileBlobs, stock: Inventory, pruned: P
         remove_blob(db, blobs, key, now)
 
 
-def remove_blob(db: sqlite3.Connection, blobs: FileBlobs, key: str, now: float) -> None:
-    """Remove a blob no record names, unless one does by now or it was written (or loaded again) just now."""
-    named = db.execute(
+def named(db: sqlite3.Connection, key: str) -> bool:
+    """Whether a record (image, file or variant) names the blob `key`."""
+    row = db.execute(
         "SELECT 1 FROM images WHERE blob = ?1 UNION ALL SELECT 1 FROM files WHERE blob = ?1 "
         "UNION ALL SELECT 1 FROM variants WHERE blob = ?1 LIMIT 1",
         (key,),
     ).fetchone()
+    return row is not None
+
+
+def remove_blob(db: sqlite3.Connection, blobs: FileBlobs, key: str, now: float) -> None:
+    """Remove a blob no record names, unless one does by now or it was written (or loaded again) just now."""
     modified = blobs.modified(key)
-    if named is None and modified is not None and modified < now - GRACE_SECONDS:
+    if not named(db, key) and modified is not None and modified < now - GRACE_SECONDS:
         blobs.remove(key)
