@@ -98,6 +98,8 @@ class FileBlobs:
                 if durable:
                     out.flush()
                     os.fsync(out.fileno())  # the bytes are on disk before the name says they are there
+                    if hasattr(os, "posix_fadvise"):
+                        os.posix_fadvise(out.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
         except BaseException:
             part.unlink(missing_ok=True)
             raise
