@@ -170,11 +170,12 @@ class ImageChatServer(MCPServer[Deps]):
             tools=[listing.shaped(tool, app_only=app_only(tool)) for tool in listed if apps or not app_only(tool)]
         )
 
-    async def run_stdio_lines(self, lines: Any) -> None:
-        """Serve stdio reading the requests from `lines` (an async iterator of lines; see server.terminal)."""
+    async def run_stdio_lines(self, lines: Any, out: Any = None) -> None:
+        """Serve stdio reading the requests from `lines` (an async iterator of lines; see server.terminal), and
+        writing the answers to `out` (with `write` and `flush`; see server.stdio_pipes) or else stdout."""
         from mcp.server.stdio import stdio_server
 
-        async with stdio_server(stdin=lines) as (read_stream, write_stream):
+        async with stdio_server(stdin=lines, stdout=out) as (read_stream, write_stream):
             lowlevel = self._lowlevel_server
             await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
 

@@ -122,7 +122,12 @@ def serve(args_list: list[str]) -> None:
     elif by_hand:
         terminal.run(server)
     else:
-        server.run("stdio")
+        from server import stdio_pipes
+
+        if stdio_pipes.usable():
+            stdio_pipes.run(server)
+        else:
+            server.run("stdio")
 
 
 def add_settings(parser: argparse.ArgumentParser, title: str | None = None) -> None:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 from mcp import Client, StdioServerParameters
+from mcp_types import BlobResourceContents
 
+from tests import hostile_images
 from tests.fake_upstream import FakeUpstream, Reply
 from tests.helpers import call, fails
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def server_params(state: Path, pictures: Path, upstream: FakeUpstream, *args: str) -> StdioServerParameters:
@@ -62,3 +68,51 @@ async def test_flags_configure_the_process(tmp_path: Path, pictures: Path, upstr
         options = await call(client, "set_options", {})
     assert options["options"]["model"] == "gpt-4o"
     assert not (tmp_path / "state").exists()  # the memory store writes nothing
+
+
+async def test_messages_of_megabytes_cross_the_pipes_whole_both_ways(
+    tmp_path: Path, pictures: Path, upstream: FakeUpstream
+) -> None:
+    # A request line of about 5 MB (the image as a data: URL) and an answer of about 5 MB (the image resource):
+    # both cross a 64 KB pipe in many pieces, and the answer waits on the client reading it.
+    noisy = hostile_images.noise(1200, 1000, "PNG", compress_level=0)
+    source = "data:image/png;base64," + base64.b64encode(noisy).decode("ascii")
+    async with Client(server_params(tmp_path / "state", pictures, upstream), mode="legacy") as client:
+        [image] = (await call(client, "load_image", {"source": source}))["images"]
+        read = await client.read_resource(image["resource_uri"])
+        [contents] = read.contents
+        assert isinstance(contents, BlobResourceContents)
+        assert base64.b64decode(contents.blob) == noisy
+        # The stream carries on after them, in order.
+        assert (await call(client, "set_options", {"detail": "low"}))["options"]["detail"] == "low"
+
+
+STRAY = """
+import os, sys
+from server import stdio_pipes
+assert stdio_pipes.usable()
+reader, writer = stdio_pipes.reopened()
+with stdio_pipes.diverted(reader, writer):
+    print("stray output of a library", flush=True)
+    os.write(1, b"more stray output\\n")
+    os.write(writer, b"the wire\\n")
+    assert os.read(0, 10) == b""  # what reads fd 0 meanwhile gets nothing of the client's input
+print("after serving")
+"""
+
+
+def test_while_serving_over_pipes_stray_output_goes_to_stderr_not_the_wire() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", STRAY], input=b"a request\n", capture_output=True, timeout=60, cwd=REPO, check=True
+    )
+    assert done.stdout == b"the wire\nafter serving\n"
+    assert b"stray output of a library\nmore stray output\n" in done.stderr
+
+
+def test_stdin_that_is_a_file_is_served_by_the_sdks_transport(tmp_path: Path) -> None:
+    (tmp_path / "input").write_bytes(b"")
+    check = [sys.executable, "-c", "from server import stdio_pipes; print(stdio_pipes.usable())"]
+    with (tmp_path / "input").open("rb") as stdin:
+        from_file = subprocess.run(check, stdin=stdin, capture_output=True, timeout=60, cwd=REPO, check=True)
+    from_pipe = subprocess.run(check, input=b"", capture_output=True, timeout=60, cwd=REPO, check=True)
+    assert (from_file.stdout, from_pipe.stdout) == (b"False\n", b"True\n")
