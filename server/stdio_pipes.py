@@ -27,7 +27,7 @@ import anyio
 CHUNK = 1 << 16
 
 
-class LineServer(Protocol):
+class StdioServer(Protocol):
     async def run_stdio_lines(self, lines: Any, out: Any = None) -> None: ...
 
     async def run_stdio_async(self) -> None: ...
@@ -43,15 +43,17 @@ def usable() -> bool:
         return False
 
 
-class PipeLines:
-    """The lines arriving on a non-blocking pipe, as text (undecodable bytes replaced, as the SDK does)."""
+class FdLines:
+    """The lines arriving on a descriptor (a non-blocking pipe, or a terminal), as text with undecodable bytes
+    replaced, as the SDK reads them. Read on the event loop, waiting for the descriptor as for a socket, so a
+    cancellation interrupts the wait at once."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.buffer = bytearray()
         self.searched = 0  # bytes of the buffer already known to hold no newline
 
-    def __aiter__(self) -> PipeLines:
+    def __aiter__(self) -> FdLines:
         return self
 
     async def __anext__(self) -> str:
@@ -64,7 +66,7 @@ class PipeLines:
                 return line.decode("utf-8", errors="replace")
             self.searched = len(self.buffer)
             chunk = await self.read()
-            if not chunk:  # the client closed its end
+            if not chunk:  # the client closed its end (Ctrl-D on a terminal)
                 if self.buffer:
                     line, self.buffer = bytes(self.buffer), bytearray()
                     return line.decode("utf-8", errors="replace")
@@ -72,11 +74,13 @@ class PipeLines:
             self.buffer += chunk
 
     async def read(self) -> bytes:
+        # Waiting first: a terminal's descriptor blocks, and a read of an empty one would block the event loop.
         while True:
+            await anyio.wait_readable(self.fd)
             try:
                 return os.read(self.fd, CHUNK)
-            except BlockingIOError:
-                await anyio.wait_readable(self.fd)
+            except BlockingIOError:  # woken, but another reader took the bytes: wait again
+                continue
 
 
 @dataclass
@@ -126,15 +130,15 @@ def diverted(reader: int, writer: int) -> Iterator[None]:
             os.close(fd)
 
 
-async def serve(server: LineServer) -> None:
+async def serve(server: StdioServer) -> None:
     try:
         reader, writer = reopened()
     except OSError:  # a pipe could not be opened again (its other end closed): the SDK's transport serves
         await server.run_stdio_async()
         return
     with diverted(reader, writer):
-        await server.run_stdio_lines(PipeLines(reader), PipeWriter(writer))
+        await server.run_stdio_lines(FdLines(reader), PipeWriter(writer))
 
 
-def run(server: LineServer) -> None:
+def run(server: StdioServer) -> None:
     anyio.run(serve, server)

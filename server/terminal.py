@@ -14,15 +14,10 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Protocol
 
 import anyio
 
-
-class StdioServer(Protocol):
-    async def run_stdio_lines(self, lines: Any, out: Any = None) -> None: ...
-
-    async def run_stdio_async(self) -> None: ...
+from server.stdio_pipes import FdLines, StdioServer
 
 
 def on_terminal() -> bool:
@@ -67,30 +62,6 @@ def stop_quietly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-class TerminalLines:
-    """The lines typed on a terminal, read without a worker thread, so cancelling the read is immediate."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.pending = b""
-
-    def __aiter__(self) -> TerminalLines:
-        return self
-
-    async def __anext__(self) -> str:
-        while b"\n" not in self.pending:
-            await anyio.wait_readable(self.fd)
-            chunk = os.read(self.fd, 65536)
-            if not chunk:  # Ctrl-D on an empty line
-                if self.pending:
-                    line, self.pending = self.pending, b""
-                    return line.decode("utf-8", errors="replace")
-                raise StopAsyncIteration
-            self.pending += chunk
-        line, _, self.pending = self.pending.partition(b"\n")
-        return line.decode("utf-8", errors="replace") + "\n"
-
-
 async def serve(server: StdioServer) -> None:
     """Serve stdio from the terminal until the client (Ctrl-D) or the user (Ctrl-C, SIGTERM) ends it."""
     async with anyio.create_task_group() as group:
@@ -103,7 +74,7 @@ async def serve(server: StdioServer) -> None:
                     return
 
         group.start_soon(stop_on_signal)
-        await server.run_stdio_lines(TerminalLines(sys.stdin.fileno()))
+        await server.run_stdio_lines(FdLines(sys.stdin.fileno()))
         group.cancel_scope.cancel()
 
 
