@@ -44,3 +44,10 @@ def minimal_pdf() -> bytes:
         b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[]/Count 0>>endobj\n"
         b"trailer<</Root 1 0 R>>\n%%EOF\n"
     )
+
+
+def noisy_photo(width: int, height: int) -> Image.Image:
+    """Pixels unlike their neighbours (noise over a gradient): the case where a resize's rows differ most."""
+    noise = Image.merge("RGB", [Image.effect_noise((width, height), 60) for _ in range(3)])
+    gradient = Image.linear_gradient("L").resize((width, height)).convert("RGB")
+    return Image.blend(noise, gradient, 0.5)

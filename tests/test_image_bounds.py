@@ -172,9 +172,10 @@ async def test_a_load_whose_client_gives_up_stops_its_decode_at_the_next_read(
                 raise AssertionError("the load finished although its client gave up")
 
             group.start_soon(load)
-            await until(lambda: any(job.reads >= 5 for job in jobs[1:]))  # the decode is under way
+            # The decode is under way (in the job that measured the header, or in one of its own).
+            await until(lambda: any(job.reads >= 5 for job in jobs))
             group.cancel_scope.cancel()  # the client gives up
-        decode = jobs[1]
+        decode = next(job for job in jobs if job.reads >= 5)
         assert await anyio.to_thread.run_sync(decode.finished.wait, 20), "the decode kept running"
         assert decode.cancelled and isinstance(decode.stopped, WorkCancelled)
         stopped_at = decode.reads
@@ -235,8 +236,10 @@ async def test_the_pixel_budget_decodes_one_99_mp_image_at_a_time_while_a_small_
     budgets: list[image_guard.PixelBudget] = []
 
     def held_big_read(self: image_guard.GuardedBytes, size: int | None = -1, /) -> bytes:
-        if len(self.getbuffer()) > 50_000 and budgets and budgets[0].in_use >= BIG:
-            small_passed.wait(20)  # a big decode under way holds until the small one is through
+        # A big decode under way holds until the small one is through. Only past the header: measuring a big
+        # image that then waits for the budget reads the header alone, and is never held.
+        if len(self.getbuffer()) > 50_000 and self.tell() > 4096 and budgets and budgets[0].in_use >= BIG:
+            small_passed.wait(20)
         return read(self, size)
 
     monkeypatch.setattr(image_guard.GuardedBytes, "read", held_big_read)
@@ -365,3 +368,34 @@ def test_a_gif_of_one_byte_data_blocks_is_refused_by_its_size_not_walked_to_the_
     image = b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02" + b"\x01\x44" * 200_000 + b"\x00"
     with pytest.raises(ImageRejected, match=r"more than 43,125 GIF data blocks; a real GIF of 400,032 bytes has"):
         check_structure(head + image + b"\x3b")
+
+
+async def test_with_room_in_the_budget_one_worker_thread_measures_and_decodes_and_a_full_budget_makes_it_wait(
+    settings: Settings, pictures: Path, mode: str
+) -> None:
+    """Each hand-off to a thread costs a wake-up of an idle core (a millisecond or more on a virtual machine after
+    a pause), so an image admitted at once takes one; one that must wait for the budget is measured, waits on the
+    event loop without holding a worker, and is decoded once pixels are free."""
+    (pictures / "photo.jpg").write_bytes(images.jpeg(1200, 900))
+    (pictures / "other.jpg").write_bytes(images.jpeg(1100, 800))
+    async with served(settings, mode) as (client, deps):
+        jobs = watch_jobs(deps)
+        await call(client, "load_image", {"source": "photo.jpg", "conversation_id": "room"})
+        assert len(jobs) == 1 and jobs[0].reads > 0  # one job: the header and the pixels read in one thread
+        jobs.clear()
+
+        budget = deps.images.budget
+        held = budget.try_acquire(budget.total)  # another image's decode holds every pixel
+        assert held is not None
+        loading = anyio.Event()
+
+        async def load() -> None:
+            await call(client, "load_image", {"source": "other.jpg", "conversation_id": "full"})
+            loading.set()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(load)
+            await until(lambda: len(jobs) == 1 and jobs[0].finished.is_set())  # measured, then sent back to wait
+            assert deps.images.workers.borrowed_tokens == 0 and not loading.is_set()
+            budget.release(held)
+        assert len(jobs) == 2 and budget.in_use == 0  # the decode ran in a job of its own once admitted

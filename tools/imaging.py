@@ -1,7 +1,7 @@
 """Image bytes in, checked and right-sized image bytes out (Pillow).
 
-Plain functions on `bytes`, safe to call from several worker threads at once: they
-share no state and only read module constants. Every problem with the input is raised as
+Plain functions on `bytes`, safe to call from several worker threads at once: they share no state but one
+helper thread for half of a large resize (`tools.image_resize`). Every problem with the input is raised as
 `ImageRejected`, whose message says what is wrong and what to do about it.
 
 - `inspect_image` reads only the header: format allow-list and pixel limit, before any
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Literal
 from PIL import Image
 
 from tools.image_decode import (
+    ImageInfo,
     ImageRejected,
     decode_check,
     decode_first,
@@ -40,6 +41,9 @@ from tools.image_decode import (
     too_large,
     upright,
 )
+from tools.image_resize import REDUCING_GAP as REDUCING_GAP
+from tools.image_resize import RESIZE_FILTER as RESIZE_FILTER
+from tools.image_resize import resized
 from tools.image_sizing import Target
 
 if TYPE_CHECKING:
@@ -146,15 +150,6 @@ def _save_within(img: Image.Image, fmt: str, cap: int) -> bytes | None:
 
 # EXIF orientations that swap width and height.
 TURNED = frozenset({5, 6, 7, 8})
-# The resize that `prepare` ends with, chosen by benchmarks/bench_images.py (SSIM and PSNR against a full decode
-# resized with Lanczos, and time). On its 24 MP photo, drafted to 1500x1000 and sized to 1152x768 for a tile
-# model, Hamming scores SSIM 0.86 as sent (Lanczos 0.88, bicubic 0.87, bilinear 0.84: under the 0.85 floor) at
-# half Lanczos' cost (about 10 ms of CPU against 19; 36 against 74 ms at 2048x1365). Its window grows with the
-# reduction, so large reductions stay antialiased.
-RESIZE_FILTER = Image.Resampling.HAMMING
-# Past 3x, Pillow first averages whole blocks of pixels (Image.reduce), then resamples the rest: indistinguishable
-# from a fair resample at that gap, and several times cheaper on a large PNG.
-REDUCING_GAP = 3.0
 # Huffman optimisation saves about 5% of a prepared photo's bytes for more than twice the encode time (2.4 ms
 # against 5.8 at 1152x768): the bytes are already a fortieth of ComfyUI's, the time is not free.
 JPEG_OPTIMIZE = False
@@ -172,14 +167,18 @@ def _encode(img: Image.Image, quality: int) -> tuple[bytes, str]:
     return _save(img, "JPEG", quality=quality, optimize=JPEG_OPTIMIZE), "image/jpeg"
 
 
-def prepare(data: bytes, *, target: Target, max_pixels: int, quality: int = 85) -> Prepared:
+def prepare(
+    data: bytes, *, target: Target, max_pixels: int, quality: int = 85, info: ImageInfo | None = None
+) -> Prepared:
     """The image as the model will look at it: at `target`'s size, upright, compactly encoded.
 
     `target` is `image_sizing.target` of the image's displayed size; it is never larger, so nothing is
     upscaled. Its token estimate stays true, because OpenAI's own resizing leaves an image of the target
-    size unchanged. Raises ImageRejected for bad input.
+    size unchanged. Raises ImageRejected for bad input. `info` is `inspect_image` of these bytes, when the
+    caller has read it already.
     """
-    info = inspect_image(data, max_pixels=max_pixels, max_frames=1)
+    if info is None:  # a caller that inspected the header already passes what it found (opening it is 0.5 ms)
+        info = inspect_image(data, max_pixels=max_pixels, max_frames=1)
     size, tokens = target.size, target.tokens
     with decoding():
         decoded, orientation = decode_first(data, size, max_pixels)
@@ -193,7 +192,7 @@ def prepare(data: bytes, *, target: Target, max_pixels: int, quality: int = 85) 
         # turned, EXIF orientation 6).
         stored = (size[1], size[0]) if orientation in TURNED else size
         if img.size != stored:
-            img = img.resize(stored, RESIZE_FILTER, reducing_gap=REDUCING_GAP)
+            img = resized(img, stored)  # the filter and its cost: tools/image_resize.py
         img = normalize(upright(img, orientation))
     encoded, mime = _encode(img, quality)
     return Prepared(encoded, mime, *size, tokens)

@@ -115,7 +115,8 @@ def _decode(data: bytes, frames: Frames, limits: Limits, sizing: Sizing) -> list
             return [_Checked(None, info, data, None)]
         # One decode is both the check (every byte is entropy-decoded, so a truncated file fails here) and the
         # preparation for the model: chat finds the variant and never decodes the original.
-        return [_Checked(None, info, data, imaging.prepare(data, target=target, max_pixels=limits.max_pixels))]
+        prepared = imaging.prepare(data, target=target, max_pixels=limits.max_pixels, info=info)
+        return [_Checked(None, info, data, prepared)]
     out = []
     for blob in imaging.load_frames(data, mode=frames, max_frames=limits.max_frames, max_pixels=limits.max_pixels):
         still = image_decode.inspect_image(blob, max_pixels=limits.max_pixels, max_frames=1)
