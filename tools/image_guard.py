@@ -14,9 +14,9 @@ GIL and a worker thread for seconds to minutes. Four guards, cheapest first:
   way; it is bounded by the pixel limit, the structure limits and the pixel budget instead.
 - `PixelBudget` admits work by the pixels it decodes, not by count: one 99 MP image at a time, while small ones
   pass beside it.
-- `ImageGuard.run` ties them together for one operation: measure its pixels, wait for the budget (in the same
-  worker thread as the work when the budget has room at once), run it in a
-  worker thread under its deadline, and when the caller cancels, stop the thread's decode and wait for it.
+- `ImageGuard.run` ties them together for one operation: measure its pixels, wait for the budget, run it in a
+  worker thread under its deadline (the thread that measured, when the budget has room at once), and when the
+  caller cancels, stop the thread's decode and wait for it.
 
 Nothing here imports Pillow, so the server starts without it.
 """
