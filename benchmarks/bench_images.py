@@ -191,15 +191,16 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 async def end_to_end(picture: Picture, size: tuple[int, int], repeat: int) -> dict[str, Any]:
     reference = image_quality.reference(picture.data, size)
+    candidates = image_quality.floors(picture.data, size)
     floors = {
         f"floor: {floor.library}": floor.run
-        for floor in image_quality.floors(picture.data, size)
+        for floor in candidates
         if image_quality.floor_quality(floor, reference) >= image_quality.MIN_SSIM
     }
     others: dict[str, Callable[[], object]] = {"comfyui": functools.partial(send_comfyui, picture), **floors}
     say()
     say(f"End to end on the {picture.name}, {E2E_MODEL}, detail={E2E_DETAIL}: load_image + chat over stdio ...")
-    settle = image_quality.floors(picture.data, size)[0].run  # Pillow's: before every timed method, untimed
+    settle = candidates[0].run  # Pillow's: before every timed method, untimed
     times = await image_stdio.end_to_end(
         picture.data, model=E2E_MODEL, detail=E2E_DETAIL, repeat=repeat, others=others, settle=settle
     )

@@ -90,8 +90,8 @@ def test_a_band_that_finds_the_helper_busy_is_resized_by_its_own_thread(busy_hel
     assert_same_pixels(result[0], whole(img, (1152, 768)))
 
 
+@pytest.mark.usefixtures("two_cores")
 def test_small_or_premultiplied_images_are_resized_whole(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(image_resize, "_cores", lambda: 2)
     handed: list[object] = []
     real = image_resize._helper_pool
 

@@ -78,6 +78,14 @@ class FileBlobs:
             # Touched so that a prune running now in another process sees it as new (see retention.py).
             os.utime(final)
             return key
+        self.place(data, final, durable=durable)
+        if durable:
+            sync_folder(final.parent)
+        return key
+
+    def place(self, data: bytes, final: Path, *, durable: bool) -> None:
+        """`data` under the name `final`, by way of a temporary file (synced when `durable`); the folder is the
+        caller's to sync."""
         final.parent.mkdir(exist_ok=True)
         part = self.write_part(data, durable=durable)
         try:
@@ -85,9 +93,6 @@ class FileBlobs:
         except BaseException:
             part.unlink(missing_ok=True)
             raise
-        if durable:
-            sync_folder(final.parent)
-        return key
 
     def write_part(self, data: bytes, *, durable: bool) -> Path:
         """`data` in a new temporary file (synced when `durable`)."""
@@ -111,13 +116,7 @@ class FileBlobs:
         final = self.path(key)
         if whole(final, len(data)):
             return  # stored already, or staged by another load of the same bytes
-        final.parent.mkdir(exist_ok=True)
-        part = self.write_part(data, durable=True)
-        try:
-            os.replace(part, final)
-        except BaseException:
-            part.unlink(missing_ok=True)
-            raise
+        self.place(data, final, durable=True)
         with self.staged_lock:
             self.placed.add(key)
         sync_folder(final.parent)
