@@ -84,11 +84,11 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def fill(disk: Path) -> Path:
     """Write until the disk is full; the filler file (remove it to make room again)."""
     filler = disk / "filler"
-    with open(filler, "wb") as out:
+    # Unbuffered: a write cut short by the full disk leaves nothing in a buffer for the close to fail on.
+    with open(filler, "wb", buffering=0) as out:
         try:
             while True:
                 out.write(b"\0" * 65536)
-                out.flush()
         except OSError:
             pass
     return filler

@@ -49,7 +49,7 @@ from tools.image_sizing import Target
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
-__all__ = ["MAX_ANIMATION_FRAMES", "Prepared", "load_frames", "prepare", "thumbnail"]
+__all__ = ["MAX_ANIMATION_FRAMES", "Decoded", "Prepared", "decode_for", "finish", "load_frames", "prepare", "thumbnail"]
 
 # frames="all" samples from start to end, and reaching a late GIF/APNG/WebP frame decodes every frame before
 # it: past this many frames that is refused rather than done (a 3000-frame GIF is more often an attack than a
@@ -167,25 +167,38 @@ def _encode(img: Image.Image, quality: int) -> tuple[bytes, str]:
     return _save(img, "JPEG", quality=quality, optimize=JPEG_OPTIMIZE), "image/jpeg"
 
 
-def prepare(
-    data: bytes, *, target: Target, max_pixels: int, quality: int = 85, info: ImageInfo | None = None
-) -> Prepared:
-    """The image as the model will look at it: at `target`'s size, upright, compactly encoded.
+@dataclass(frozen=True)
+class Decoded:
+    """An image decoded for the model, every byte of it (so checked), and not yet finished: `finish` resizes,
+    turns, converts and encodes it."""
 
-    `target` is `image_sizing.target` of the image's displayed size; it is never larger, so nothing is
-    upscaled. Its token estimate stays true, because OpenAI's own resizing leaves an image of the target
-    size unchanged. Raises ImageRejected for bad input. `info` is `inspect_image` of these bytes, when the
-    caller has read it already.
-    """
+    image: Image.Image
+    orientation: int
+    target: Target
+
+
+def decode_for(data: bytes, *, target: Target, max_pixels: int, info: ImageInfo | None = None) -> Decoded | Prepared:
+    """The first half of `prepare`: the decode (at reduced scale where JPEG allows), which is also the check that
+    the file is whole; Prepared already when the file is what the model sees. Raises ImageRejected for bad
+    input."""
     if info is None:  # a caller that inspected the header already passes what it found (opening it is 0.5 ms)
         info = inspect_image(data, max_pixels=max_pixels, max_frames=1)
-    size, tokens = target.size, target.tokens
+    size = target.size
     with decoding():
         decoded, orientation = decode_first(data, size, max_pixels)
-        plain = decoded.format == "JPEG" and decoded.mode in ("RGB", "L") and orientation == 1
-        if plain and "icc_profile" not in decoded.info and decoded.size == size == (info.width, info.height):
-            return Prepared(data, "image/jpeg", *size, tokens)  # already what the model sees: no re-encode
-        img: Image.Image = decoded
+    plain = decoded.format == "JPEG" and decoded.mode in ("RGB", "L") and orientation == 1
+    if plain and "icc_profile" not in decoded.info and decoded.size == size == (info.width, info.height):
+        return Prepared(data, "image/jpeg", *size, target.tokens)  # already what the model sees: no re-encode
+    return Decoded(decoded, orientation, target)
+
+
+def finish(decoded: Decoded | Prepared, *, quality: int = 85) -> Prepared:
+    """The second half of `prepare`: a decoded image resized to its target, upright, in sRGB, encoded."""
+    if isinstance(decoded, Prepared):
+        return decoded
+    size, orientation = decoded.target.size, decoded.orientation
+    with decoding():
+        img: Image.Image = decoded.image
         if img.mode not in ("L", "RGB", "RGBA", "LA", "CMYK"):  # e.g. palette, 16-bit: convert to resize well
             img = normalize(img)
         # Resized as stored, then turned: turning the small image is cheaper (phone photos are mostly stored
@@ -195,7 +208,21 @@ def prepare(
             img = resized(img, stored)  # the filter and its cost: tools/image_resize.py
         img = normalize(upright(img, orientation))
     encoded, mime = _encode(img, quality)
-    return Prepared(encoded, mime, *size, tokens)
+    return Prepared(encoded, mime, *size, decoded.target.tokens)
+
+
+def prepare(
+    data: bytes, *, target: Target, max_pixels: int, quality: int = 85, info: ImageInfo | None = None
+) -> Prepared:
+    """The image as the model will look at it: at `target`'s size, upright, compactly encoded.
+
+    `target` is `image_sizing.target` of the image's displayed size; it is never larger, so nothing is
+    upscaled. Its token estimate stays true, because OpenAI's own resizing leaves an image of the target
+    size unchanged. Raises ImageRejected for bad input. `info` is `inspect_image` of these bytes, when the
+    caller has read it already. `decode_for` and `finish` are its two halves, for a caller that goes on once
+    the image is checked.
+    """
+    return finish(decode_for(data, target=target, max_pixels=max_pixels, info=info), quality=quality)
 
 
 def thumbnail(
