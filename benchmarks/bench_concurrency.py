@@ -13,6 +13,9 @@
   `chat(dry_run=True)`), another conversation calls `preview(target="options")` every 5 ms, as a second
   client would. Pillow works in worker threads, so those calls should take about as long as when the
   server is idle; work on the event loop would show up as calls as slow as the decode itself.
+- Encoding's hold on the event loop: the worst lateness of a 0.2 ms timer on the event loop while the same
+  photo is prepared in a worker thread, its JPEG encoded through an anonymous file (as the server does) or
+  into memory (as before), alternated. Pillow holds the GIL for a whole encode into memory.
 
 Writes benchmarks/results/bench_concurrency.json.
 """
@@ -20,10 +23,12 @@ Writes benchmarks/results/bench_concurrency.json.
 from __future__ import annotations
 
 import argparse
+import functools
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import anyio
 from mcp import Client
@@ -122,6 +127,51 @@ async def stall(client: Client, folder: Path) -> dict[str, Any]:
     return {"idle_ms": [t * 1000 for t in idle], "during_ms": [t * 1000 for t in during], **phases}
 
 
+async def loop_lag(work: Callable[[], object]) -> float:
+    """The worst lateness (seconds) of a 0.2 ms timer on the event loop while `work` runs in a worker thread."""
+    done = anyio.Event()
+    worst = 0.0
+
+    async def tick() -> None:
+        nonlocal worst
+        while not done.is_set():
+            start = time.perf_counter()
+            await anyio.sleep(0.0002)
+            worst = max(worst, time.perf_counter() - start - 0.0002)
+
+    async def work_then_stop() -> None:
+        await anyio.to_thread.run_sync(work)
+        done.set()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(tick)
+        group.start_soon(work_then_stop)
+    return worst
+
+
+async def encode_lag(repeat: int = 10) -> dict[str, list[float]]:
+    """Worst event-loop lag (ms) per preparation of a 24 MP JPEG, encoding through a file or into memory."""
+    from tools import image_sizing, imaging
+
+    data = encode(photo(6000, 4000, seed=7), "JPEG", quality=92)
+    target = image_sizing.target(6000, 4000, detail="high", model="gpt-5")
+    work = functools.partial(imaging.prepare, data, target=target, max_pixels=100_000_000)
+    through_file = imaging.anonymous_file
+
+    def no_file() -> IO[bytes]:
+        raise OSError("encoding into memory, for comparison")
+
+    lags: dict[str, list[float]] = {"file": [], "memory": []}
+    try:
+        for _ in range(repeat):
+            for way in lags:
+                imaging.anonymous_file = through_file if way == "file" else no_file
+                lags[way].append(await loop_lag(work) * 1000)
+    finally:
+        imaging.anonymous_file = through_file
+    return lags
+
+
 async def run(chats: int, latency: float) -> dict[str, Any]:
     received: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp, upstream_process(chats + 1, latency, received) as base_url:
@@ -131,6 +181,8 @@ async def run(chats: int, latency: float) -> dict[str, Any]:
             chat_figures = await concurrent_chats(client, folder, chats)
             say("  event-loop stall while a 24 MP JPEG is prepared ...")
             stall_figures = await stall(client, folder)
+    say("  the event loop's lag while a 24 MP JPEG is prepared, encoding through a file or into memory ...")
+    stall_figures["encode_lag_ms"] = await encode_lag()
     # The warm-up chat had no image; each measured chat sent its own.
     assert received.get("responses") == chats + 1 and received.get("images", [])[1:] == [1] * chats, received
     return {"chats": chats, "latency_s": latency, **chat_figures, "stall": stall_figures}
@@ -155,6 +207,8 @@ def main() -> None:
         "during_call_p95_ms": round(p95(s["during_ms"]), 2),
         "during_call_max_ms": round(max(s["during_ms"]), 2),
         "calls_during": len(s["during_ms"]),
+        "lag_file_median_ms": round(median(s["encode_lag_ms"]["file"]), 2),
+        "lag_memory_median_ms": round(median(s["encode_lag_ms"]["memory"]), 2),
     }
     say()
     say(
@@ -178,6 +232,10 @@ def main() -> None:
                     f"cheap call meanwhile ({summary['calls_during']} calls): median / p95 / max",
                     f"{summary['during_call_median_ms']} / {summary['during_call_p95_ms']} / "
                     f"{summary['during_call_max_ms']} ms",
+                ],
+                [
+                    "event loop's worst lag per 24 MP preparation (median of 10): encoding through a file / in memory",
+                    f"{summary['lag_file_median_ms']} / {summary['lag_memory_median_ms']} ms",
                 ],
             ],
         )

@@ -84,11 +84,7 @@ async def opened(settings: Settings, *, reader: SourceReader | None = None) -> A
     try:
         async with deps.turns.running():
             deps.turns.spawn(deps.store.keep_leases)  # one renewer for every lock this process holds
-            try:
-                yield deps
-            finally:
-                # Variants prepared before shutdown are stored, so the next start finds them (tools/finishing.py).
-                await deps.finishing.drain(deps.limits.image_seconds)
+            yield deps
     finally:
         await deps.upstream.close()
         await deps.store.close()

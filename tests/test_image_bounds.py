@@ -206,9 +206,8 @@ async def test_a_file_loaded_again_stops_the_decode_begun_beside_its_hash_and_a_
         jobs.clear()
         again = await call(client, "load_image", {"source": "noisy.png", "conversation_id": "again"})
         assert again["images"] == first["images"]
-        # The decode started beside the hash and was stopped when the hash found the image stored (the load
-        # answers at once; the decode's thread ends at its next read).
-        await until(lambda: all(job.finished.is_set() for job in jobs))
+        # The decode started beside the hash and was stopped when the hash found the image stored.
+        assert all(job.finished.is_set() for job in jobs)
         assert sum(job.reads for job in jobs) < whole / 4, (whole, [job.reads for job in jobs])
         assert any(job.cancelled for job in jobs) or len(jobs) <= 1  # stopped, or never past measuring
         await until(lambda: deps.images.budget.in_use == 0)
@@ -268,9 +267,7 @@ async def test_the_pixel_budget_decodes_one_99_mp_image_at_a_time_while_a_small_
         bigs = [in_use for pixels, in_use in budget.admitted if pixels == BIG]
         assert len(bigs) == 4 and all(in_use < 2 * BIG for in_use in bigs)  # never two at once
         assert (400, BIG + 400) in budget.admitted  # the small one was admitted beside a big one
-        # A load answers once its image is checked; the pixels come back when its variant has finished.
-        await until(lambda: budget.in_use == 0)
-        assert budget.peak <= budget.total
+        assert budget.peak <= budget.total and budget.in_use == 0
 
 
 async def test_a_decode_past_the_image_deadline_is_stopped_and_refused_with_the_setting_named(

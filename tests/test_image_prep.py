@@ -162,16 +162,14 @@ async def test_the_prepared_image_is_reused_across_turns_and_conversations(
     settings: Settings, pictures: Path, upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     prepared: list[tuple[int, str]] = []
-    real_finish = imaging.finish
+    real_prepare = imaging.prepare
 
-    def counting(decoded: imaging.Decoded | imaging.Prepared, **kwargs: Any) -> imaging.Prepared:
-        # Every preparation ends here: load_image's (finished after its check) and chat's (imaging.prepare).
-        result = real_finish(decoded, **kwargs)
-        assert isinstance(decoded, imaging.Decoded)
-        prepared.append((result.width, decoded.target.detail))
+    def counting(data: bytes, **kwargs: Any) -> imaging.Prepared:
+        result = real_prepare(data, **kwargs)
+        prepared.append((result.width, kwargs["target"].detail))
         return result
 
-    monkeypatch.setattr(imaging, "finish", counting)
+    monkeypatch.setattr(imaging, "prepare", counting)
     path = save(pictures, "photo.jpg", encode(photo(3000, 2000), "JPEG", quality=90))
     async with connect(settings) as client:
         await call(client, "set_options", {"model": "gpt-4o"})

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import struct
+import tempfile
 import zlib
 from functools import cache
 
@@ -506,3 +508,35 @@ def test_hostile_bytes_are_either_accepted_or_rejected_cleanly(data: bytes) -> N
     ):
         with contextlib.suppress(ImageRejected):
             call()
+
+
+# -- encoding through an anonymous file (Pillow keeps the GIL for an encode into memory) -----------------
+
+
+@pytest.mark.parametrize(("fmt", "mode"), [("JPEG", "RGB"), ("PNG", "RGBA"), ("WEBP", "RGBA")])
+def test_an_image_encoded_through_an_anonymous_file_is_byte_for_byte_the_one_encoded_in_memory(
+    fmt: str, mode: str
+) -> None:
+    img = Image.effect_noise((640, 480), 40).convert(mode)
+    assert imaging._save(img, fmt, quality=85) == encode(img, fmt, quality=85)
+
+
+def test_without_memory_files_or_temporary_files_images_are_still_prepared_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    photo = encode(Image.effect_noise((3000, 2000), 30).convert("RGB"), "JPEG", quality=90)
+    expected = prepare(photo, detail="high", model="gpt-4o", max_pixels=LIMIT)
+
+    def forbidden(*args: object) -> int:
+        raise PermissionError("memfd_create is not allowed in this sandbox")
+
+    monkeypatch.setattr(os, "memfd_create", forbidden, raising=False)
+    with imaging.anonymous_file() as scratch:
+        assert scratch.fileno() >= 0  # a temporary file instead
+    assert prepare(photo, detail="high", model="gpt-4o", max_pixels=LIMIT) == expected
+
+    def no_folder() -> object:
+        raise FileNotFoundError("no temporary folder")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", no_folder)
+    assert prepare(photo, detail="high", model="gpt-4o", max_pixels=LIMIT) == expected  # encoded in memory

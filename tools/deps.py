@@ -12,7 +12,6 @@ import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
-from tools.finishing import Finishing
 from tools.image_guard import ImageGuard, PixelBudget
 from tools.models import Conversation, Options
 from tools.ports import SourceReader, Store, Upstream
@@ -57,8 +56,6 @@ class Deps:
     turns: RunningTurns = field(default_factory=lambda: RunningTurns())
     # Where workflow files' LoadImage / OpenAIInputFiles names are looked up (ComfyUI's input folder).
     input_dir: Path | None = None
-    # Variants still being finished after their image's check, shared by every principal's Deps (tools/finishing.py).
-    finishing: Finishing = field(default_factory=lambda: Finishing())
     # Pillow releases the GIL, but 2-core laptops still choke on ten 24 MP decodes at once.
     image_workers: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(4))
     # How every image operation runs: admitted by its pixels, under a deadline, stopped when its caller is gone.

@@ -11,7 +11,6 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import anyio
-import anyio.abc
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
@@ -27,7 +26,6 @@ from tools.source_label import source_label
 
 if TYPE_CHECKING:
     from tools import image_decode
-    from tools.finishing import Started
     from tools.imaging import Prepared
 
 log = logging.getLogger(__name__)
@@ -76,10 +74,6 @@ class Loaded:
     blob: bytes | None  # None: the bytes are stored already
     variant: Prepared | None = None  # prepared for the conversation's model and detail while it was checked
     key: str | None = None  # the blob's sha256 when it was computed already (the original's)
-    # The decode still finishing the variant (resize, encode) after the check ended, and the variant's key: see
-    # tools/finishing.py. load_image hands it on once the original is stored, or cancels it.
-    finishing: Started[list[_Checked]] | None = None
-    finishing_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,7 +85,6 @@ class _Checked:
 
 
 Sizing = Callable[[int, int], Target | None]
-Checked = Callable[[list[_Checked]], None]  # told the images once they are checked, before their variants finish
 # Formats Pillow decodes by reading the file in blocks, so that a decode can be stopped between two of them.
 STOPPABLE = frozenset({"image/jpeg", "image/png"})
 
@@ -111,9 +104,7 @@ def sizing_for(options: Options | None) -> Sizing:
     return size
 
 
-def _decode(data: bytes, frames: Frames, limits: Limits, sizing: Sizing, checked: Checked) -> list[_Checked]:
-    """The images of `data`, checked, with their variants for `sizing`. A still image's check ends before its
-    variant is finished: `checked` is told then, so the load can answer while the resize and encode go on."""
+def _decode(data: bytes, frames: Frames, limits: Limits, sizing: Sizing) -> list[_Checked]:
     from tools import image_decode, imaging  # Pillow is imported on first use, not at start-up
 
     info = image_decode.inspect_image(data, max_pixels=limits.max_pixels, max_frames=limits.max_frames)
@@ -124,9 +115,8 @@ def _decode(data: bytes, frames: Frames, limits: Limits, sizing: Sizing, checked
             return [_Checked(None, info, data, None)]
         # One decode is both the check (every byte is entropy-decoded, so a truncated file fails here) and the
         # preparation for the model: chat finds the variant and never decodes the original.
-        decoded = imaging.decode_for(data, target=target, max_pixels=limits.max_pixels, info=info)
-        checked([_Checked(None, info, data, None)])
-        return [_Checked(None, info, data, imaging.finish(decoded))]
+        prepared = imaging.prepare(data, target=target, max_pixels=limits.max_pixels, info=info)
+        return [_Checked(None, info, data, prepared)]
     out = []
     for blob in imaging.load_frames(data, mode=frames, max_frames=limits.max_frames, max_pixels=limits.max_pixels):
         still = image_decode.inspect_image(blob, max_pixels=limits.max_pixels, max_frames=1)
@@ -142,10 +132,7 @@ def _decode(data: bytes, frames: Frames, limits: Limits, sizing: Sizing, checked
 async def _known(deps: Deps, record: ImageRecord, data: bytes, sizing: Sizing) -> Loaded:
     """An image stored before (so checked before): only a variant for a new model or detail is prepared."""
     target = sizing(record.width, record.height)
-    if target is None:
-        return Loaded(record, None)
-    key = variant_key(record.image_id, *target.size)
-    if deps.finishing.has(deps.store, key) or await deps.store.get_variant(key) is not None:
+    if target is None or await deps.store.get_variant(variant_key(record.image_id, *target.size)) is not None:
         return Loaded(record, None)
     from tools import image_decode, imaging
 
@@ -189,11 +176,10 @@ class _Hashed:
     key: str  # the sha256 of the source's bytes
     known: ImageRecord | None  # stored before: nothing of the decode is used
     checked: list[_Checked]  # the decode's images (empty when known)
-    decoding: Started[list[_Checked]] | None = None  # still finishing their variants: the caller's to hand on
 
 
 async def hashed_beside_decode(
-    deps: Deps, data: bytes, work: Callable[[Checked], list[_Checked]], staged: list[str] | None
+    deps: Deps, data: bytes, work: Callable[[], list[_Checked]], staged: list[str] | None
 ) -> _Hashed:
     """The sha256 of a source's bytes and `work` (their one decode), side by side on two cores.
 
@@ -203,55 +189,42 @@ async def hashed_beside_decode(
     the decode goes on (Blobs.stage, so the write and its wait for the disk cost no time) and its key is added
     to `staged`, for load_image to drop if the image is not stored in the end.
 
-    The decode runs in the server's task group and this returns once its images are checked: their variants
-    may still be finishing, in `decoding`, which the caller hands on (tools/finishing.py) or cancels.
-
     Only a JPEG or PNG decode starts before the hash: Pillow reads those in blocks, so they stop at once. WebP,
     AVIF and compressed TIFF are decoded by C in one go, which cannot be stopped (tools/image_guard.py), so
     for them the decode waits for the hash, and a file loaded again is never decoded."""
-    from tools.finishing import Started
-
     early = sniff_mime(data) in STOPPABLE
-    decoding: Started[list[_Checked]] | None = None
-    handed_on = False
+    decoded: list[list[_Checked]] = []
+    refused: list[Exception] = []
+    decoding = anyio.CancelScope()
 
-    def begin(group: anyio.abc.TaskGroup) -> Started[list[_Checked]]:
-        started: Started[list[_Checked]] = Started()
+    async def decode() -> None:
+        with decoding:
+            try:
+                decoded.append(await deps.image_work(data, work))
+            except Exception as exc:  # raised below, once the hash says the image is new
+                refused.append(exc)
 
-        async def run() -> list[_Checked]:
-            return await deps.image_work(data, functools.partial(work, started.give))
-
-        if not deps.turns.try_spawn(lambda: started.run(run)):
-            group.start_soon(started.run, run)  # no server task group (a bare Deps): the load waits for all of it
-        return started
-
-    try:
-        async with anyio.create_task_group() as group:
-            if early:
-                decoding = begin(group)  # first: its thread starts before the hash's and the write's
-            key = await digest_of(data)  # off the event loop for large data, like the decode
-            known = await deps.store.get_image_record(id_of_digest("img", key))
-            if known is not None:
-                if decoding is not None:
-                    decoding.cancel()
-            else:
-                if decoding is None:
-                    decoding = begin(group)
-                if staged is not None:
-                    staged.append(key)
-                    try:
-                        await deps.store.blobs.stage(data, key)
-                    except OSError as exc:  # the put writes it again, and reports a failure then
-                        log.warning("could not write an image ahead of its check: %s", exc)
+    async with anyio.create_task_group() as group:
+        if early:
+            group.start_soon(decode)  # first: its thread starts before the hash's and the write's
+        key = await digest_of(data)  # off the event loop for large data, like the decode
+        known = await deps.store.get_image_record(id_of_digest("img", key))
         if known is not None:
-            return _Hashed(key, known, [])
-        assert decoding is not None
-        checked = await decoding.checked()  # raises the decode's refusal
-        handed_on = True
-        return _Hashed(key, None, checked, decoding)
-    finally:
-        if decoding is not None and not handed_on:
             decoding.cancel()
+        else:
+            if not early:
+                group.start_soon(decode)
+            if staged is not None:
+                staged.append(key)
+                try:
+                    await deps.store.blobs.stage(data, key)
+                except OSError as exc:  # the put writes it again, and reports a failure then
+                    log.warning("could not write an image ahead of its check: %s", exc)
+    if known is not None:
+        return _Hashed(key, known, [])
+    if refused:
+        raise refused[0]
+    return _Hashed(key, None, decoded[0])
 
 
 async def read_loaded(
@@ -287,11 +260,6 @@ async def read_loaded(
         # The same bytes again, perhaps under another name: the conversation keeps the name it was loaded under.
         return [await _known(deps, hashed.known.model_copy(update={"name": name}), read.data, sizing)]
     key, checked, image_id = hashed.key, hashed.checked, id_of_digest("img", hashed.key)
-    finishing, finishing_key = None, None
-    if len(checked) == 1 and checked[0].variant is None and checked[0].image_id is None:
-        target = sizing(checked[0].info.width, checked[0].info.height)
-        if target is not None:  # told once checked: the variant is still being finished
-            finishing, finishing_key = hashed.decoding, variant_key(image_id, *target.size)
     return [
         Loaded(
             ImageRecord(
@@ -307,16 +275,13 @@ async def read_loaded(
             item.blob,
             item.variant,
             key if item.image_id is None else None,  # a frame of an animation is other bytes
-            finishing,
-            finishing_key,
         )
         for item in checked
     ]
 
 
 async def store_loaded(deps: Deps, loaded: list[Loaded]) -> None:
-    """The originals, then the variants prepared from them (so a variant never outlives a missing original); a
-    variant still finishing is handed on, to be stored when it is done."""
+    """The originals, then the variants prepared from them (so a variant never outlives a missing original)."""
     for item in loaded:
         if item.blob is not None:
             await deps.store.put_image(item.record, item.blob, key=item.key)
@@ -325,26 +290,6 @@ async def store_loaded(deps: Deps, loaded: list[Loaded]) -> None:
             await deps.store.put_variant(
                 variant_key(item.record.image_id, variant.width, variant.height), variant.mime, variant.data
             )
-        if item.finishing is not None and item.finishing_key is not None:
-            await hand_over(deps, item.finishing, item.finishing_key)
-
-
-async def hand_over(deps: Deps, decoding: Started[list[_Checked]], key: str) -> None:
-    """The variant `decoding` is finishing, listed under `key` until the store holds it (in the server's task
-    group); stored here when there is no task group to do it in."""
-
-    async def variant() -> Prepared | None:
-        found = await decoding.result()
-        return found[0].variant if found else None
-
-    async def put(prepared: Prepared) -> None:
-        await deps.store.put_variant(key, prepared.mime, prepared.data)
-
-    decoding.adopted = True
-    if not deps.finishing.hand_over(deps.turns.try_spawn, deps.store, key, variant, put):
-        prepared = await variant()
-        if prepared is not None:
-            await put(prepared)
 
 
 async def load_image(
@@ -373,9 +318,6 @@ async def load_image(
                 notes.append(note)
         await store_loaded(deps, loaded)
     finally:
-        for found_item in loaded:  # checked, but not stored: its variant is not wanted
-            if found_item.finishing is not None and not found_item.finishing.adopted:
-                found_item.finishing.cancel()
         with anyio.CancelScope(shield=True):
             for key in staged:
                 await deps.store.blobs.unstage(key)

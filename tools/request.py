@@ -59,11 +59,6 @@ async def prepared_image(deps: Deps, image_id: str, options: Options) -> ImagePa
     except image_sizing.DetailNotSupported as exc:
         raise ToolError(f"{exc} Change it with set_options(detail=...).") from None
     key = image_sizing.variant_key(image_id, *target.size)
-    finished = await deps.finishing.variant(deps.store, key)  # loaded just now: its variant may be finishing
-    if finished is not None:
-        return ImagePart(
-            image_id, finished.mime, finished.data, target.detail, finished.width, finished.height, finished.tokens
-        )
     cached = await deps.store.get_variant(key)
     if cached is not None:
         mime, blob = cached

@@ -49,13 +49,6 @@ class RunningTurns:
             raise ToolError("The server is shutting down; try again in a moment.")
         self._group.start_soon(work)
 
-    def try_spawn(self, work: Callable[[], Coroutine[Any, Any, None]]) -> bool:
-        """Start `work` in the server's task group; False (nothing started) once it is closed."""
-        if self._group is None:
-            return False
-        self._group.start_soon(work)
-        return True
-
     def claim(self, conversation_id: str, number: int, turn: object) -> None:
         """This process runs turn `number` of the conversation (it holds the conversation's turn lock)."""
         self._held[(conversation_id, number)] = turn

@@ -51,9 +51,6 @@ class PrincipalTurns(RunningTurns):
     def spawn(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
         self.shared.spawn(work)
 
-    def try_spawn(self, work: Callable[[], Coroutine[Any, Any, None]]) -> bool:
-        return self.shared.try_spawn(work)
-
     def claim(self, conversation_id: str, number: int, turn: object) -> None:
         self.shared.claim(self.space + conversation_id, number, turn)
 
