@@ -121,26 +121,24 @@ def _save(img: Image.Image, fmt: str, **params: object) -> bytes:
     Pillow encodes into a file descriptor with the GIL released, but into a BytesIO while holding it: 2.4 ms for
     a 1152x768 JPEG during which no other thread of the server runs a line, the event loop (every other call)
     included. Measured side by side in benchmarks/bench_concurrency.py."""
-    try:
-        scratch = anonymous_file()
-    except OSError:  # no memory file and no temporary folder: encode in memory, holding the GIL
-        buffer = io.BytesIO()
-        img.save(buffer, fmt, **params)
-        return buffer.getvalue()
-    with scratch:
+    with anonymous_file() as scratch:
         img.save(scratch, fmt, **params)
         scratch.seek(0)
         return scratch.read()
 
 
 def anonymous_file() -> IO[bytes]:
-    """A file with no name, gone when closed: in memory on Linux (memfd), a temporary file elsewhere."""
+    """A file with no name, gone when closed: in memory on Linux (memfd), a temporary file elsewhere, and a
+    BytesIO (encoded holding the GIL) when neither can be made."""
     if hasattr(os, "memfd_create"):
         try:
             return os.fdopen(os.memfd_create("imagechat-encode", os.MFD_CLOEXEC), "w+b")
         except OSError:  # a sandbox that forbids it
             pass
-    return tempfile.TemporaryFile()
+    try:
+        return tempfile.TemporaryFile()
+    except OSError:  # no temporary folder
+        return io.BytesIO()
 
 
 class _Oversize(Exception):
