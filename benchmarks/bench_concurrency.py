@@ -35,6 +35,7 @@ import anyio
 from mcp import Client
 
 from benchmarks._common import call, encode, load_line, median, p95, photo, say, table, upstream_process, write_json
+from server import malloc_tuning
 from server.app import build_server
 from server.settings import Settings
 
@@ -190,6 +191,7 @@ async def run(chats: int, latency: float) -> dict[str, Any]:
 
 
 def main() -> None:
+    malloc_tuning.tune()  # as the server's entry point does: the server measured is the server that runs
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--chats", type=int, default=200)
     parser.add_argument("--latency", type=float, default=0.5, help="seconds the fake upstream waits per answer")

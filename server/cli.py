@@ -23,7 +23,7 @@ from typing import TypeVar, cast, get_args
 import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 
-from server import logsafe
+from server import logsafe, malloc_tuning
 from server import settings as settings_module
 from server.settings import Settings
 from tools.chat import ChatResult, chat
@@ -48,6 +48,8 @@ _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    # First, before any thread allocates: image buffers then reuse their pages (server/malloc_tuning.py).
+    malloc_tuning.tune()
     args_list = list(sys.argv[1:] if argv is None else argv)
     command = args_list[0] if args_list else None
     if command == "settings":

@@ -102,9 +102,10 @@ class FileBlobs:
                 out.write(data)
                 if durable:
                     out.flush()
-                    os.fsync(out.fileno())  # the bytes are on disk before the name says they are there
-                    if hasattr(os, "posix_fadvise"):
-                        os.posix_fadvise(out.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+                    # The bytes are on disk before the name says they are there. Their pages stay cached: dropping
+                    # them (posix_fadvise DONTNEED) made load_image + chat of a 24 MP photo 3% slower, measured side
+                    # by side, and clean pages go by themselves when memory is wanted.
+                    os.fsync(out.fileno())
         except BaseException:
             part.unlink(missing_ok=True)
             raise
