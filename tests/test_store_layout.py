@@ -8,9 +8,13 @@ import hashlib
 import json
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
+import anyio.to_thread
+import pytest
 
 from server.settings import Settings
 from server.stores.sqlite import SqliteStore
@@ -193,4 +197,34 @@ async def test_a_write_lock_held_elsewhere_makes_a_write_wait_in_a_thread_not_on
     assert ticks >= 15  # ... while the event loop went on
     assert await store.get_conversation("c") is not None
     other.close()
+    await store.close()
+
+
+async def test_a_variant_is_read_back_whole_or_not_at_all_small_ones_without_a_worker_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqliteStore(tmp_path / "s.sqlite3")
+    small, large = bytes(range(256)) * 800, bytes(range(256)) * 4000  # 200 KB (a tile model's), 1 MB
+    await store.put_variant("img_a/1152x768", "image/jpeg", small)
+    await store.put_variant("img_a/2048x1365", "image/jpeg", large)
+    handed_off: list[object] = []
+    real = anyio.to_thread.run_sync
+
+    async def counting(func: Callable[..., object], *args: object, **kwargs: Any) -> object:
+        handed_off.append(getattr(func, "__name__", func))
+        return await real(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
+    assert await store.get_variant("img_a/1152x768") == ("image/jpeg", small)
+    assert "read" not in handed_off  # read on the event loop: a few hundred kilobytes cost less than the hand-off
+    assert await store.get_variant("img_a/2048x1365") == ("image/jpeg", large)
+    assert "read" in handed_off
+    # A variant is written without waiting for the disk: after a power cut its file may be short. Short or gone,
+    # it is missing (chat prepares it again), by either way of reading it.
+    for key, data in (("img_a/1152x768", small), ("img_a/2048x1365", large)):
+        blob = store.blobs.path(hashlib.sha256(data).hexdigest())
+        blob.write_bytes(data[: len(data) // 2])
+        assert await store.get_variant(key) is None
+        blob.unlink()
+        assert await store.get_variant(key) is None
     await store.close()

@@ -28,6 +28,8 @@ from pathlib import Path
 import anyio
 
 STALE_SECONDS = 3600.0  # a temporary file this old belongs to no live write
+# Blobs up to this size are read without a worker thread (FileBlobs.get_sized).
+INLINE_READ_BYTES = 512 * 1024
 
 
 def blob_key(data: bytes) -> str:
@@ -176,6 +178,14 @@ class FileBlobs:
 
     async def get(self, key: str) -> bytes | None:
         return await anyio.to_thread.run_sync(self.read, key)
+
+    async def get_sized(self, key: str, size: int) -> bytes | None:
+        """`get` of a blob whose record gives its size. A small one (a prepared variant for a tile model) is read
+        on the event loop: a few hundred kilobytes from the page cache take some 50 us, the hand-off to a worker
+        thread and back 0.4 ms on a virtual machine, in every chat."""
+        if size <= INLINE_READ_BYTES:
+            return self.read(key)
+        return await self.get(key)
 
     async def size(self, key: str) -> int | None:
         return await anyio.to_thread.run_sync(self.stat_size, key)

@@ -173,7 +173,7 @@ class SqliteStore(TypedRecords, LeasedStore):
         row = await self.run(lambda db: db.execute(select, (key,)).fetchone())
         if row is None:
             return None
-        blob = await self.blobs.get(row[1])
+        blob = await self.blobs.get_sized(row[1], row[2])
         # A variant is written without waiting for the disk (put_variant): after a power cut its file may be
         # short. Then it is missing, and chat prepares it again from the original.
         return None if blob is None or len(blob) != row[2] else (str(row[0]), blob)
