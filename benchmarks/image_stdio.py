@@ -135,8 +135,9 @@ async def end_to_end(
                             session(place, base_url, store, data, model=model, detail=detail)
                         )
                     )
-                rotations[store] = Rotation(sessions)
-                methods[f"imagechat, {store} store"] = rotations[store].run
+                name = f"imagechat, {store} store"
+                rotations[name] = Rotation(sessions)
+                methods[name] = rotations[name].run
             times: dict[str, list[float]] = {name: [] for name in methods}
             names = list(methods)
             for turn in range(repeat):
@@ -148,5 +149,5 @@ async def end_to_end(
     # Every chat sent its image: one unmeasured first run per server, then the repetitions.
     assert len(sent) == (repeat + instances) * len(STORES) and set(sent) == {1}, report
     if per_server is not None:
-        per_server.update({f"imagechat, {store} store": rotation.times for store, rotation in rotations.items()})
+        per_server.update({name: rotation.times for name, rotation in rotations.items()})
     return times

@@ -165,9 +165,6 @@ def _api_error(
     return _HTTPError(status, error_body(message, err_type, param, code))
 
 
-_NOT_JSON = object()  # a body that is not JSON at all (None is an empty body)
-
-
 def _new_id(prefix: str) -> str:
     return prefix + secrets.token_hex(24)
 
@@ -537,13 +534,11 @@ class FakeUpstream:
 
     @staticmethod
     def _loads(raw: bytes) -> Any:
-        """The body as JSON; _NOT_JSON when it is none."""
-        if not raw:
-            return None
+        """The body as JSON, None when it is empty or not JSON (both readers take only a JSON object)."""
         try:
-            return json.loads(raw)
+            return json.loads(raw) if raw else None
         except ValueError:
-            return _NOT_JSON
+            return None
 
     @staticmethod
     def _parse_body(raw: bytes, parsed: Any) -> JSONDict | None:
