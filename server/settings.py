@@ -44,6 +44,7 @@ class Settings:
     user_turns_per_minute: int = DEFAULTS["user_turns_per_minute"]
     user_stored_mb: float = DEFAULTS["user_stored_mb"]
     state_dir: Path | None = DEFAULTS["state_dir"]
+    direct_writes: bool = DEFAULTS["direct_writes"]
     allowed_dirs: list[Path] | None = DEFAULTS["allowed_dirs"]
     allow_hidden: bool = DEFAULTS["allow_hidden"]
     allow_http: bool = DEFAULTS["allow_http"]

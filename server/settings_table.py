@@ -150,6 +150,14 @@ SPECS: tuple[Spec, ...] = (
         None,
     ),
     Spec(
+        "direct_writes",
+        "store=sqlite: write originals of 1 MB and more to disk around the page cache (O_DIRECT; Linux, on file "
+        "systems that take it, else through the cache). Less CPU per image and no cache filled with photos that "
+        "are rarely read again; --no-direct-writes writes them through the cache.",
+        True,
+        parse_bool,
+    ),
+    Spec(
         "allowed_dirs",
         "Folders local files may be read from (repeat the flag; os.pathsep-separated in the "
         "variable). Default: Desktop, Downloads, Pictures and the working folder (unless it is / or home).",

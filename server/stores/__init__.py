@@ -22,7 +22,7 @@ def open_store(settings: Settings, owner: str | None = None) -> PrunableStore:
     from server.stores.sqlite import SqliteStore
 
     path = settings.resolved_state_dir() / DATABASE
-    return SqliteStore(path, owner=owner, lease_seconds=settings.lease_seconds)
+    return SqliteStore(path, owner=owner, lease_seconds=settings.lease_seconds, direct_writes=settings.direct_writes)
 
 
 def retention_of(settings: Settings) -> Retention:

@@ -77,7 +77,10 @@ def principal_state(settings: Settings, space: str, owner: str) -> tuple[Prunabl
         from server.stores.sqlite import SqliteStore
 
         database = SqliteStore(
-            principal_folder(settings, space) / DATABASE, owner=owner, lease_seconds=settings.lease_seconds
+            principal_folder(settings, space) / DATABASE,
+            owner=owner,
+            lease_seconds=settings.lease_seconds,
+            direct_writes=settings.direct_writes,
         )
         return database, Allowance(LocalWindow(), lambda: usage.sqlite_bytes(database))
     if settings.store == "redis":

@@ -41,10 +41,12 @@ WAIT_MS = 30_000  # how long a worker thread waits for another process's write l
 
 
 class SqliteStore(TypedRecords, LeasedStore):
-    def __init__(self, path: Path, *, owner: str | None = None, lease_seconds: float = LEASE_SECONDS) -> None:
+    def __init__(
+        self, path: Path, *, owner: str | None = None, lease_seconds: float = LEASE_SECONDS, direct_writes: bool = True
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.blobs = FileBlobs(path.parent / "blobs", forget=self.forget_blob)
+        self.blobs = FileBlobs(path.parent / "blobs", forget=self.forget_blob, direct=direct_writes)
         self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=WAIT_MS / 1000)
         sqlite_schema.use_wal(self.db)
         self.db.execute("PRAGMA synchronous=NORMAL")
