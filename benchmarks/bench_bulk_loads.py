@@ -2,9 +2,10 @@
 
 Two stdio servers on the SQLite store, side by side: one as shipped (direct writes), one started with
 IMAGECHAT_DIRECT_WRITES=0. Each round writes a batch of new copies of the photo (other bytes, the same pixels)
-and has one server load all of them, `--concurrent` calls at a time; the servers take turns, and the order flips
-every round. Printed: wall ms per image over the batch, the server's CPU ms per image (from /proc, Linux), and
-the ratio of the two servers' times, paired round by round.
+and has one server load all of them, `--concurrent` calls at a time, each into a new conversation (the default
+model, gpt-4.1-mini: prepared at 2048x1365); the servers take turns, and the order flips every round. Printed:
+wall ms per image over the batch, the server's CPU ms per image (from /proc, Linux), and the ratio of the two
+servers' times, paired round by round.
 
 Run: python -m benchmarks.bench_bulk_loads [--rounds 8] [--batch 12] [--concurrent 4]
 """

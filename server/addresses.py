@@ -5,10 +5,13 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+from collections.abc import Awaitable, Callable
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+"""Resolves (host, port) to IP address strings. Tests inject one to point a name at 127.0.0.1."""
 
 _PRIVATE = "a private-network address"
 _DOCS = "a documentation address"

@@ -28,19 +28,17 @@ from __future__ import annotations
 
 import ipaddress
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import anyio
 import httpcore2
 import httpx2
 
-from server.addresses import IPAddress, IPNetwork, literal_ip, refusal_reason
+from server.addresses import IPAddress, IPNetwork, Resolver, literal_ip, refusal_reason
 from server.pinned_transport import PinnedTransport, VettingBackend, system_resolver
+from server.sizes import format_size
 from tools.source_label import source_label
-
-Resolver = Callable[[str, int], Awaitable[list[str]]]
-"""Resolves (host, port) to IP address strings. Tests inject one to point a name at 127.0.0.1."""
 
 ALLOW_HTTP_SETTING = "IMAGECHAT_ALLOW_HTTP=1 / --allow-http"
 
@@ -72,14 +70,6 @@ class Fetched:
     data: bytes
     media_type: str | None
     url: str  # after redirects
-
-
-def format_size(size: int) -> str:
-    """1536 -> '1.5 KB'; sizes in messages are for people, not exact."""
-    for unit, scale in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
-        if size >= scale:
-            return f"{size / scale:.1f}".rstrip("0").rstrip(".") + f" {unit}"
-    return f"{size} bytes"
 
 
 class Fetcher:

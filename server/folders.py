@@ -16,7 +16,7 @@ from pathlib import Path
 import platformdirs
 from mcp.server.mcpserver.exceptions import ToolError
 
-from server.fetch import format_size
+from server.sizes import format_size
 
 ALLOWED_DIRS_SETTING = "IMAGECHAT_ALLOWED_DIRS / --allowed-dir"
 ALLOW_HIDDEN_SETTING = "IMAGECHAT_ALLOW_HIDDEN=1 / --allow-hidden"

@@ -16,16 +16,20 @@ import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
 import anyio.to_thread
 from mcp.server.mcpserver.exceptions import ToolError
 
-from server.fetch import Fetcher, FetchError, Resolver
+from server.addresses import Resolver
 from server.folders import AllowedFolders, too_big
 from tools.ports import Origin, SourceData
 from tools.source_label import source_label
+
+if TYPE_CHECKING:
+    from server.fetch import Fetcher
 
 __all__ = ["Resolver", "SafeSourceReader"]
 
@@ -71,15 +75,29 @@ class SafeSourceReader:
     ) -> None:
         self._folders = AllowedFolders(allowed_dirs, allow_hidden=allow_hidden)
         self._max_bytes = max_bytes
-        self._fetcher = Fetcher(
-            allow_http=allow_http,
-            connect_timeout=connect_timeout,
-            total_timeout=total_timeout,
-            max_redirects=max_redirects,
-            user_agent=user_agent,
-            resolver=resolver,
-            trusted_networks=_trusted_test_networks,
-        )
+
+        def make_fetcher() -> Fetcher:
+            # Made at the first URL: server.fetch imports the HTTP stack (httpx2, httpcore2, h11, truststore),
+            # some 20 ms that a start without URLs does not need.
+            from server.fetch import Fetcher
+
+            return Fetcher(
+                allow_http=allow_http,
+                connect_timeout=connect_timeout,
+                total_timeout=total_timeout,
+                max_redirects=max_redirects,
+                user_agent=user_agent,
+                resolver=resolver,
+                trusted_networks=_trusted_test_networks,
+            )
+
+        self._make_fetcher = make_fetcher
+        self._fetcher: Fetcher | None = None
+
+    def fetcher(self) -> Fetcher:
+        if self._fetcher is None:
+            self._fetcher = self._make_fetcher()
+        return self._fetcher
 
     @property
     def allowed_dirs(self) -> tuple[Path, ...]:
@@ -130,8 +148,10 @@ class SafeSourceReader:
 
     async def _read_url(self, url: str, origin: Origin, limit: int) -> SourceData:
         logger.debug("fetching %s", source_label(url))
+        from server.fetch import FetchError
+
         try:
-            fetched = await self._fetcher.fetch(url, limit)
+            fetched = await self.fetcher().fetch(url, limit)
         except FetchError as exc:
             raise ToolError(f"{source_label(url)} {exc.problem}. {exc.advice}.") from None
         name = _url_name(url) or _url_name(fetched.url) or urlsplit(fetched.url).hostname or "download"

@@ -103,3 +103,21 @@ def test_sniffing_an_image_resource_does_not_load_pillow() -> None:
     code = "import sys, server.app, tools.image_mime; print('PIL' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert result.stdout.strip() == "False"
+
+
+def test_a_started_server_loads_the_http_stack_for_urls_only_at_the_first_url() -> None:
+    # server.fetch brings httpcore2, h11 and truststore: some 20 ms of every cold start, for a start that may
+    # never see a URL.
+    code = (
+        "import sys\n"
+        "from server.app import build_server, make_deps\n"
+        "from server.settings import Settings\n"
+        "settings = Settings(store='memory')\n"
+        "build_server(settings)\n"
+        "reader = make_deps(settings).reader\n"
+        "print('server.fetch' in sys.modules, 'httpcore2' in sys.modules)\n"
+        "reader.fetcher()\n"
+        "print('server.fetch' in sys.modules, 'httpcore2' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert result.stdout.split("\n")[:2] == ["False False", "True True"]
