@@ -253,18 +253,21 @@ def e2e_targets(e2e: dict[str, Any], summary: dict[str, Any]) -> list[dict[str, 
     for name, value in e2e.items():
         if not name.startswith("imagechat"):
             continue
-        vs_comfy, vs_floor = round(comfy / value["median_ms"], 1), round(value["median_ms"] / floor, 2)
+        # Judged on the unrounded ratios: 1.302 the floor is over 1.3, though it prints as 1.3.
+        vs_comfy, vs_floor = comfy / value["median_ms"], value["median_ms"] / floor
         met = (
             vs_comfy >= TARGET_TIME_RATIO
             and vs_floor <= TARGET_FLOOR_RATIO
             and summary["bytes_vs_comfyui"] >= TARGET_BYTES_RATIO
             and summary["same_tokens_as_original"]
         )
-        targets.append({"method": name, "time_vs_comfyui": vs_comfy, "time_vs_floor": vs_floor, "met": met})
+        targets.append(
+            {"method": name, "time_vs_comfyui": round(vs_comfy, 2), "time_vs_floor": round(vs_floor, 3), "met": met}
+        )
         same = "yes" if summary["same_tokens_as_original"] else "no"
         say(
-            f"Target, {name}: >= {TARGET_TIME_RATIO:g}x less time than ComfyUI ({vs_comfy}x), within "
-            f"{TARGET_FLOOR_RATIO}x of the floor ({vs_floor}x, {floor_name[7:]}), >= {TARGET_BYTES_RATIO:g}x fewer "
+            f"Target, {name}: >= {TARGET_TIME_RATIO:g}x less time than ComfyUI ({vs_comfy:.1f}x), within "
+            f"{TARGET_FLOOR_RATIO}x of the floor ({vs_floor:.3f}x, {floor_name[7:]}), >= {TARGET_BYTES_RATIO:g}x fewer "
             f"bytes ({summary['bytes_vs_comfyui']}x), same tokens ({same}): {'met' if met else 'NOT met'}"
         )
     return targets

@@ -160,6 +160,9 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
         row["cold_start_ratio"] = round(
             row["cold_start_median_ms"]["imagechat"] / row["cold_start_median_ms"]["bare"], 2
         )
+        # The targets are judged on these, unrounded: 1.302 is over 1.3, though it prints as 1.3.
+        row["server_call_median_exact"] = median(server["imagechat"]) / median(server["bare"])
+        row["cold_start_exact"] = median(starts["imagechat"]) / median(starts["bare"])
         rows.append(row)
     return rows
 
@@ -214,13 +217,13 @@ def main() -> None:
     )
     targets = []
     for r in rows:
-        met_call = r["server_call_median_ratio"] <= TARGET_RATIO
-        met_start = r["cold_start_ratio"] <= TARGET_RATIO
+        met_call = r["server_call_median_exact"] <= TARGET_RATIO
+        met_start = r["cold_start_exact"] <= TARGET_RATIO
         targets.append({"mode": r["mode"], "call_met": met_call, "cold_start_met": met_start})
         say(
-            f"Target ({r['mode']}): cheap call within {TARGET_RATIO}x of bare ({r['server_call_median_ratio']}x; "
+            f"Target ({r['mode']}): cheap call within {TARGET_RATIO}x of bare ({r['server_call_median_exact']:.3f}x; "
             f"{r['call_median_ratio']}x with the client's schema check): "
-            f"{'met' if met_call else 'NOT met'}; cold start within {TARGET_RATIO}x ({r['cold_start_ratio']}x): "
+            f"{'met' if met_call else 'NOT met'}; cold start within {TARGET_RATIO}x ({r['cold_start_exact']:.3f}x): "
             f"{'met' if met_start else 'NOT met'}"
         )
     path = write_json(
