@@ -11,9 +11,9 @@ One arena for every thread, blocks under 32 MB taken from the heap, and 64 MB of
 given back: the next image reuses the last one's pages. Measured side by side on the 24 MP photo, `load_image`
 + `chat` over stdio (SQLite store, 2 cores, two server processes a side): 3% and 7% less time in a slower hour
 (60 and 40 pairs), the same time in a fast one, when a fault costs little. Two groups of processes running the
-same code later differed by 6% in that harness, so the faults saved are the firm part of that measurement. The cost: up to 64 MB more resident
-memory kept between images. Blocks of 32 MB and more are still mapped alone, and returned as soon as they are
-freed.
+same code later differed by 6% in that harness, so the faults saved are the firm part of that measurement. The
+cost: up to 64 MB more resident memory kept between images. Blocks of 32 MB and more are still mapped alone, and
+returned as soon as they are freed.
 
 A user's own settings win: with any malloc tunable in the environment (GLIBC_TUNABLES, MALLOC_ARENA_MAX, ...)
 nothing is changed. Other C libraries (musl, macOS, Windows) are left as they are.
