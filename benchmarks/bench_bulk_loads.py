@@ -25,6 +25,7 @@ from mcp import Client
 
 from benchmarks._common import (
     call,
+    cpu_seconds,
     encode,
     imagechat_stdio,
     load_line,
@@ -40,21 +41,18 @@ from benchmarks.image_stdio import distinct
 SERVERS = {"direct writes (as shipped)": "1", "through the page cache": "0"}
 
 
-def server_cpu_seconds(state_dir: Path) -> float | None:
-    """User + system CPU seconds of this process's child that serves `state_dir` (Linux: from /proc)."""
+def server_pid(state_dir: Path) -> int | None:
+    """The pid of this process's child that serves `state_dir` (Linux: from /proc); None elsewhere."""
     wanted = f"IMAGECHAT_STATE_DIR={state_dir}".encode()
-    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     try:
-        pids = [entry for entry in os.listdir("/proc") if entry.isdigit()]
+        pids = [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
     except FileNotFoundError:
         return None
     for pid in pids:
         try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()
-            if int(fields[1]) != os.getpid() or wanted not in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
-                continue
-            return (int(fields[11]) + int(fields[12])) / tick
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent == os.getpid() and wanted in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                return pid
         except (OSError, ValueError, IndexError):
             continue
     return None
@@ -64,7 +62,7 @@ def server_cpu_seconds(state_dir: Path) -> float | None:
 class Server:
     client: Client
     folder: Path
-    state_dir: Path
+    pid: int | None  # where its CPU time is read; None where /proc is not
     wall: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
 
@@ -82,7 +80,7 @@ class Bulk:
             path.write_bytes(distinct(self.data, self.copies))
             paths.append(path)
         os.sync()  # the copies' own writes reach the disk before the clock starts, not during the loads
-        cpu_before = server_cpu_seconds(server.state_dir)
+        cpu_before = cpu_seconds(server.pid) if server.pid is not None else None
         started = time.perf_counter()
 
         async def loader(first: int) -> None:
@@ -94,7 +92,7 @@ class Bulk:
             for first in range(self.concurrent):
                 group.start_soon(loader, first)
         elapsed = time.perf_counter() - started
-        cpu_after = server_cpu_seconds(server.state_dir)
+        cpu_after = cpu_seconds(server.pid) if server.pid is not None else None
         for path in paths:
             path.unlink()
         if keep:
@@ -116,7 +114,7 @@ async def run(rounds: int, batch: int, concurrent: int) -> dict[str, Server]:
                 params = imagechat_stdio(folder, base_url, "sqlite")
                 env = {**(params.env or {}), "IMAGECHAT_DIRECT_WRITES": direct}
                 client = await stack.enter_async_context(Client(params.model_copy(update={"env": env}), mode="legacy"))
-                servers[name] = Server(client, folder, Path(env["IMAGECHAT_STATE_DIR"]))
+                servers[name] = Server(client, folder, server_pid(Path(env["IMAGECHAT_STATE_DIR"])))
                 await bulk.round(servers[name], keep=False)  # unmeasured: imports, first allocations
             order = list(servers.values())
             for number in range(rounds):

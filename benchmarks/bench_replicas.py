@@ -26,7 +26,7 @@ from typing import Any
 import anyio
 from mcp import Client
 
-from benchmarks._common import median, p95, say, table, upstream_process, write_json
+from benchmarks._common import cpu_seconds, median, p95, say, table, upstream_process, write_json
 from tests.cluster import Cluster
 from tests.redis_server import RedisServer
 
@@ -48,15 +48,6 @@ async def warm_up(cluster: Cluster) -> None:
     for index in range(cluster.count):
         async with Client(cluster.replica_url(index)) as client:
             await chat(client, f"warm-up-{index}")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_of(cluster: Cluster) -> dict[str, float]:
