@@ -64,9 +64,9 @@ async def session(
 
 
 STORES = ("sqlite", "memory")
-# Server processes per store, taken in turn. Two processes running the same code differ by 2 to 4% between
-# themselves, run after run (where each lands in memory and on the cores: measured with three identical servers
-# side by side), so one process per store would decide a ratio by the luck of its start. Several, in turn, time
+# Server processes per store, taken in turn. Two processes running the same code differ by 2 to 6% between
+# themselves, run after run (where each lands in memory and on the cores: measured with identical servers side
+# by side), so one process per store would decide a ratio by the luck of its start. Several, in turn, time
 # the code rather than one process of it.
 INSTANCES = 3
 
